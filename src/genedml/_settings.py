@@ -1,0 +1,145 @@
+"""Global settings: ``gd.settings``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "settings"]
+
+_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+
+
+def _default_datasetdir() -> Path:
+    env = os.environ.get("GENEDML_DATASETDIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "genedml" / "datasets"
+
+
+def _default_cachedir() -> Path:
+    env = os.environ.get("GENEDML_CACHEDIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "genedml" / "features"
+
+
+@dataclass
+class Settings:
+    """Package-wide settings with validated setters.
+
+    Attributes
+    ----------
+    verbosity
+        0 errors, 1 warnings (default), 2 info, 3 debug. Controls the ``"genedml"`` logger.
+    datasetdir
+        Where :mod:`genedml.datasets` caches downloads (env ``GENEDML_DATASETDIR``).
+    cachedir
+        Where :func:`genedml.pp.embed` keeps its on-disk feature cache (env ``GENEDML_CACHEDIR``).
+    device
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    num_workers
+        Background loader workers; ``0`` loads in the main process.
+    seed
+        Default random seed of stochastic steps (the paper's 2021).
+    progress_bar
+        Default for every ``progress=None`` argument.
+    """
+
+    _verbosity: int = 1
+    _datasetdir: Path = field(default_factory=_default_datasetdir)
+    _cachedir: Path = field(default_factory=_default_cachedir)
+    _device: str = "auto"
+    _num_workers: int = 0
+    _seed: int = 2021
+    _progress_bar: bool = True
+
+    @property
+    def verbosity(self) -> int:
+        """Logging verbosity, 0–3."""
+        return self._verbosity
+
+    @verbosity.setter
+    def verbosity(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value not in _LEVELS:
+            raise ValueError(f"`verbosity` must be an int in 0..3 (0 errors … 3 debug), got {value!r}.")
+        self._verbosity = value
+        logging.getLogger("genedml").setLevel(_LEVELS[value])
+
+    @property
+    def datasetdir(self) -> Path:
+        """Dataset download cache."""
+        return self._datasetdir
+
+    @datasetdir.setter
+    def datasetdir(self, value: str | os.PathLike) -> None:
+        self._datasetdir = _as_path(value, "datasetdir")
+
+    @property
+    def cachedir(self) -> Path:
+        """Feature cache directory."""
+        return self._cachedir
+
+    @cachedir.setter
+    def cachedir(self, value: str | os.PathLike) -> None:
+        self._cachedir = _as_path(value, "cachedir")
+
+    @property
+    def device(self) -> str:
+        """Compute device for encoders and models."""
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        ok = isinstance(value, str) and (value in {"auto", "cpu", "cuda", "mps"} or value.startswith("cuda:"))
+        if not ok:
+            raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}.")
+        self._device = value
+
+    @property
+    def num_workers(self) -> int:
+        """Background loader workers."""
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"`num_workers` must be a non-negative int, got {value!r}.")
+        self._num_workers = value
+
+    @property
+    def seed(self) -> int:
+        """Default random seed."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"`seed` must be a non-negative int, got {value!r}.")
+        self._seed = value
+
+    @property
+    def progress_bar(self) -> bool:
+        """Show progress bars by default."""
+        return self._progress_bar
+
+    @progress_bar.setter
+    def progress_bar(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"`progress_bar` must be a bool, got {value!r}.")
+        self._progress_bar = value
+
+    def __repr__(self) -> str:
+        names = ["verbosity", "datasetdir", "cachedir", "device", "num_workers", "seed", "progress_bar"]
+        return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+
+
+def _as_path(value: str | os.PathLike, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError(f"`{name}` must be a path, got {type(value).__name__}.")
+    return Path(value).expanduser()
+
+
+settings = Settings()

@@ -1,0 +1,429 @@
+"""genedml's data model: build it from arrays, read it back, and check it.
+
+One :class:`~spatialdata.SpatialData` holds one or more tissue sections. Section ``s`` has
+
+* ``images[f"{s}_hne"]``: RGB H&E, ``uint8``, dims ``(c, y, x)``, possibly multiscale and dask-backed;
+* ``shapes[f"{s}_spots"]``: circles (``radius`` column) at spot centres, in **full-resolution pixels** of the
+  section; index = ``spot_id`` (0..n-1 within the section);
+* rows in ``tables["table"]`` annotating the spot elements (``region`` / ``spot_id`` keys), with raw integer counts
+  in ``X`` and ``layers["counts"]`` and ``obs`` columns ``section``, ``patient``, ``array_row``, ``array_col``.
+
+Coordinate systems: ``s`` is the section's full-resolution pixel frame (spots: identity; an image stored at a
+lower resolution carries a scale up to it) and ``f"{s}_um"`` is micrometres, so pixel size (µm/px) is the scale of
+the spots' transformation to ``f"{s}_um"``. Section metadata that is not geometry (technology, spot pitch and
+diameter in µm) lives in ``table.uns["genedml"]["sections"][s]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._keys import Keys
+
+if TYPE_CHECKING:
+    import anndata as ad
+    from spatialdata import SpatialData
+
+__all__ = [
+    "SectionData",
+    "build_sdata",
+    "get_table",
+    "pixel_size",
+    "sections",
+    "spot_centers",
+    "section_obs",
+    "ValidationError",
+    "validate",
+]
+
+
+class ValidationError(ValueError):
+    """The SpatialData object breaks genedml's data model; the message lists every problem."""
+
+
+@dataclass
+class SectionData:
+    """Everything needed to build one section of the data model.
+
+    Parameters
+    ----------
+    name
+        Section name (used in element names and ``obs["section"]``).
+    patient
+        Patient / donor label (``obs["patient"]``), used for grouped cross-validation.
+    image
+        RGB image, ``uint8``: a NumPy or dask array shaped ``(y, x, 3)`` or ``(3, y, x)``, or an already parsed
+        spatialdata image element (``DataArray``/``DataTree``) whose transformations are kept.
+    pixel_size
+        Micrometres per full-resolution pixel.
+    xy
+        Spot centres ``(n, 2)`` as ``(x, y)`` in full-resolution pixels.
+    array_row, array_col
+        Integer grid position of each spot.
+    counts
+        ``(n, n_genes)`` raw integer counts (dense or scipy sparse), or ``None`` for an H&E-only section.
+    genes
+        Gene names of the columns of ``counts``.
+    barcodes
+        Spot identifiers (unique within the section).
+    spot_diameter_um, pitch_um
+        Spot diameter and centre-to-centre distance in micrometres.
+    technology
+        ``"st"`` (legacy ST), ``"visium"`` or ``"synthetic"`` etc.
+    image_scale
+        Full-resolution pixels per stored image pixel (``1`` when the image is at full resolution).
+    """
+
+    name: str
+    patient: str
+    image: Any
+    pixel_size: float
+    xy: np.ndarray
+    array_row: np.ndarray
+    array_col: np.ndarray
+    counts: Any
+    genes: Sequence[str]
+    barcodes: Sequence[str]
+    spot_diameter_um: float
+    pitch_um: float
+    technology: str = "st"
+    image_scale: float = 1.0
+    extra_obs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _transforms(section: str, pixel_size: float, scale_to_full: float = 1.0) -> dict:
+    from spatialdata.transformations import Identity, Scale
+
+    to_px = Identity() if scale_to_full == 1.0 else Scale([scale_to_full, scale_to_full], axes=("y", "x"))
+    um = pixel_size * scale_to_full
+    return {section: to_px, Keys.um(section): Scale([um, um], axes=("y", "x"))}
+
+
+def _image_element(sec: SectionData, *, chunks: int = 4096):
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import get_transformation, set_transformation
+
+    img = sec.image
+    if hasattr(img, "dims") or hasattr(img, "children"):  # already a spatialdata element
+        tfs = get_transformation(img, get_all=True)
+        if sec.name not in tfs:
+            set_transformation(img, _transforms(sec.name, sec.pixel_size, sec.image_scale), set_all=True)
+        return img
+    if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
+        raise ValueError(f"section {sec.name!r}: `image` must be RGB (y, x, 3) or (3, y, x), got shape {img.shape}.")
+    if np.dtype(img.dtype) != np.uint8:
+        raise ValueError(f"section {sec.name!r}: `image` must be uint8, got {img.dtype}.")
+    if img.shape[-1] == 3 and img.shape[0] != 3:
+        img = img.transpose(2, 0, 1)
+    return Image2DModel.parse(
+        img,
+        dims=("c", "y", "x"),
+        c_coords=["r", "g", "b"],
+        transformations=_transforms(sec.name, sec.pixel_size, sec.image_scale),
+        chunks=(3, chunks, chunks),
+    )
+
+
+def _shapes_element(sec: SectionData):
+    from spatialdata.models import ShapesModel
+
+    n = len(sec.xy)
+    radius_px = 0.5 * sec.spot_diameter_um / sec.pixel_size
+    return ShapesModel.parse(
+        np.asarray(sec.xy, dtype=np.float64).reshape(n, 2),
+        geometry=0,
+        radius=np.full(n, radius_px, dtype=np.float64),
+        index=pd.RangeIndex(n, name=Keys.instance),
+        transformations=_transforms(sec.name, sec.pixel_size),
+    )
+
+
+def _section_adata(sec: SectionData, genes: list[str]) -> ad.AnnData:
+    import anndata as ad
+    import scipy.sparse as sp
+
+    n = len(sec.xy)
+    if sec.counts is None:
+        X = sp.csr_matrix((n, len(genes)), dtype=np.int32)
+    else:
+        X = sp.csr_matrix(sec.counts)
+        if list(sec.genes) != genes:
+            col = pd.Index(list(sec.genes)).get_indexer(genes)
+            if (col < 0).any():
+                raise ValueError(f"section {sec.name!r} lacks genes of the joined gene set.")
+            X = X[:, col]
+    obs = pd.DataFrame(
+        {
+            Keys.section: sec.name,
+            Keys.patient: str(sec.patient),
+            Keys.array_row: np.asarray(sec.array_row, dtype=np.int64),
+            Keys.array_col: np.asarray(sec.array_col, dtype=np.int64),
+            Keys.barcode: np.asarray(sec.barcodes, dtype=str),
+            Keys.region: Keys.spots(sec.name),
+            Keys.instance: np.arange(n, dtype=np.int64),
+            **sec.extra_obs,
+        },
+        index=[f"{sec.name}_{b}" for b in sec.barcodes],
+    )
+    adata = ad.AnnData(X=X, obs=obs)
+    adata.obsm[Keys.spatial] = np.asarray(sec.xy, dtype=np.float64)
+    return adata
+
+
+def _join_genes(secs: Sequence[SectionData], join: str) -> list[str]:
+    with_counts = [s for s in secs if s.counts is not None]
+    if not with_counts:
+        return []
+    first = list(dict.fromkeys(with_counts[0].genes))
+    if join == "inner":
+        common = set(first).intersection(*[set(s.genes) for s in with_counts[1:]])
+        return [g for g in first if g in common]
+    if join == "outer":
+        seen = dict.fromkeys(first)
+        for s in with_counts[1:]:
+            seen.update(dict.fromkeys(s.genes))
+        return list(seen)
+    raise ValueError(f"`join` must be 'inner' or 'outer', got {join!r}.")
+
+
+def build_sdata(secs: Sequence[SectionData], *, join: str = "inner", image_chunks: int = 4096) -> SpatialData:
+    """Assemble sections into one SpatialData in genedml's data model.
+
+    ``join="inner"`` keeps genes measured in every section (as TRIPLEX does); ``"outer"`` keeps all and fills the
+    counts of a gene absent from a section's matrix with 0 (recorded in ``uns["genedml"]["gene_join"]``).
+    """
+    import anndata as ad
+    from spatialdata import SpatialData
+    from spatialdata.models import TableModel
+
+    if not secs:
+        raise ValueError("`sections` is empty: at least one section is needed.")
+    names = [s.name for s in secs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"section names must be unique, got {names}.")
+    genes = _join_genes(secs, join)
+    if join == "outer":
+        secs = [_pad_genes(s, genes) for s in secs]
+    images = {Keys.image(s.name): _image_element(s, chunks=image_chunks) for s in secs}
+    shapes = {Keys.spots(s.name): _shapes_element(s) for s in secs}
+    adata = ad.concat([_section_adata(s, genes) for s in secs], join="outer", merge="same")
+    adata.var_names = pd.Index(genes)
+    adata.X = adata.X.astype(np.int32) if adata.X.dtype != np.int32 else adata.X
+    adata.layers[Keys.counts] = adata.X.copy()
+    for key in (Keys.section, Keys.patient, Keys.region):
+        adata.obs[key] = pd.Categorical(adata.obs[key], categories=list(dict.fromkeys(adata.obs[key])))
+    adata.uns[Keys.uns] = {
+        "sections": {
+            s.name: {
+                "patient": str(s.patient),
+                "technology": s.technology,
+                "spot_diameter_um": float(s.spot_diameter_um),
+                "pitch_um": float(s.pitch_um),
+            }
+            for s in secs
+        },
+        "gene_join": join,
+    }
+    table = TableModel.parse(
+        adata, region=[Keys.spots(s.name) for s in secs], region_key=Keys.region, instance_key=Keys.instance
+    )
+    return SpatialData(images=images, shapes=shapes, tables={Keys.table: table})
+
+
+def _pad_genes(sec: SectionData, genes: list[str]) -> SectionData:
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    if sec.counts is None or list(sec.genes) == genes:
+        return sec
+    X = sp.csr_matrix(sec.counts)
+    src = pd.Index(list(sec.genes))
+    pos = src.get_indexer(genes)
+    coo = X.tocoo()
+    remap = np.full(len(src), -1)
+    remap[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
+    new = sp.csr_matrix((coo.data, (coo.row, remap[coo.col])), shape=(X.shape[0], len(genes)))
+    return dataclasses.replace(sec, counts=new, genes=genes)
+
+
+# --------------------------------------------------------------------------------------------------- accessors
+
+
+def get_table(sdata: SpatialData, *, table_key: str | None = None) -> ad.AnnData:
+    """The spot table (``sdata.tables[table_key]``, default ``"table"``) with a clear error when absent."""
+    key = Keys.table if table_key is None else table_key
+    if key not in sdata.tables:
+        raise KeyError(f"`table_key`={key!r} is not in `sdata.tables` (available: {sorted(sdata.tables.keys())}).")
+    return sdata.tables[key]
+
+
+def sections(sdata: SpatialData, *, table_key: str | None = None) -> list[str]:
+    """Section names in table order."""
+    obs = get_table(sdata, table_key=table_key).obs
+    if Keys.section not in obs:
+        raise KeyError(f"the table has no obs[{Keys.section!r}] column: is this genedml's data model?")
+    return list(dict.fromkeys(obs[Keys.section].astype(str)))
+
+
+def _scale_of(element, cs: str, *, name: str) -> float:
+    from spatialdata.transformations import get_transformation
+
+    tfs = get_transformation(element, get_all=True)
+    if cs not in tfs:
+        raise ValueError(
+            f"{name} has no transformation to the coordinate system {cs!r}: the pixel size is unknown. "
+            f"Set one, e.g. `set_transformation(element, Scale([mpp, mpp], axes=('y', 'x')), {cs!r})`."
+        )
+    m = tfs[cs].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+    sx, sy = float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1]))
+    if not np.isclose(sx, sy, rtol=1e-3):
+        raise ValueError(f"{name}: anisotropic pixels ({sx} vs {sy}) in {cs!r} are not supported.")
+    return sx
+
+
+def pixel_size(sdata: SpatialData, section: str) -> float:
+    """Micrometres per full-resolution pixel of ``section`` (from the spots' transformation to ``f"{s}_um"``)."""
+    key = Keys.spots(section)
+    if key not in sdata.shapes:
+        raise KeyError(f"`section`={section!r}: no shapes element {key!r} in `sdata.shapes`.")
+    el = sdata.shapes[key]
+    return _scale_of(el, Keys.um(section), name=f"shapes {key!r}") / _scale_of(el, section, name=f"shapes {key!r}")
+
+
+def section_obs(sdata: SpatialData, section: str, *, table_key: str | None = None) -> np.ndarray:
+    """Integer row positions in the table of the spots of ``section``."""
+    obs = get_table(sdata, table_key=table_key).obs
+    idx = np.flatnonzero((obs[Keys.section].astype(str) == section).to_numpy())
+    if idx.size == 0:
+        raise KeyError(f"`section`={section!r} has no spots in the table (sections: {sections(sdata)}).")
+    return idx
+
+
+def spot_centers(sdata: SpatialData, section: str, *, table_key: str | None = None) -> np.ndarray:
+    """``(n, 2)`` spot centres ``(x, y)`` in full-resolution pixels, in the table's row order for ``section``."""
+    obs = get_table(sdata, table_key=table_key).obs
+    rows = section_obs(sdata, section, table_key=table_key)
+    shapes = sdata.shapes[Keys.spots(section)]
+    ids = obs[Keys.instance].to_numpy()[rows]
+    geo = shapes.geometry.loc[ids]
+    return np.column_stack([geo.x.to_numpy(), geo.y.to_numpy()])
+
+
+def image_shape(sdata: SpatialData, section: str) -> tuple[int, int]:
+    """``(height, width)`` of the section image at full resolution (finest scale)."""
+    el = sdata.images[Keys.image(section)]
+    arr = _finest(el)
+    scale = _scale_of(el, section, name=f"image {Keys.image(section)!r}")
+    return int(round(arr.sizes["y"] * scale)), int(round(arr.sizes["x"] * scale))
+
+
+def _finest(el):
+    if hasattr(el, "children") and "scale0" in el.children:
+        return next(iter(el["scale0"].values()))
+    return el
+
+
+# --------------------------------------------------------------------------------------------------- validate
+
+
+def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts: bool = True) -> None:
+    """Check that ``sdata`` follows genedml's data model; raise :class:`ValidationError` listing every problem.
+
+    Checks: the table and its obs columns; one image and one circles element per section, each with a
+    transformation to the section's pixel and µm coordinate systems; radius > 0; spot ids that join the shapes
+    index; every spot centre inside its image; integer, non-negative counts in ``X`` and ``layers["counts"]``
+    (unless ``require_counts=False``, for H&E-only sections).
+
+    Parameters
+    ----------
+    sdata
+        The object to check.
+    table_key
+        Spot table; defaults to ``"table"``.
+    require_counts
+        Demand raw integer counts.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> gd.io.validate(sdata)
+    """
+    problems: list[str] = []
+    try:
+        table = get_table(sdata, table_key=table_key)
+    except KeyError as e:
+        raise ValidationError(str(e.args[0])) from None
+    missing = [
+        k for k in (Keys.section, Keys.patient, Keys.array_row, Keys.array_col, Keys.region, Keys.instance)
+        if k not in table.obs
+    ]
+    if missing:
+        raise ValidationError(f"table.obs lacks required column(s) {missing}.")
+    for sec in sections(sdata, table_key=table_key):
+        problems += _check_section(sdata, sec, table)
+    if require_counts:
+        problems += _check_counts(table)
+    if problems:
+        raise ValidationError("SpatialData does not follow genedml's data model:\n- " + "\n- ".join(problems))
+
+
+def _check_section(sdata: SpatialData, sec: str, table) -> list[str]:
+    out: list[str] = []
+    img_key, spots_key = Keys.image(sec), Keys.spots(sec)
+    if img_key not in sdata.images:
+        out.append(f"section {sec!r}: no image element {img_key!r}.")
+    if spots_key not in sdata.shapes:
+        return [*out, f"section {sec!r}: no shapes element {spots_key!r}."]
+    shapes = sdata.shapes[spots_key]
+    if "radius" not in shapes or not (shapes["radius"] > 0).all():
+        out.append(f"section {sec!r}: {spots_key!r} must be circles with a positive 'radius' column.")
+    try:
+        pixel_size(sdata, sec)
+    except ValueError as e:
+        out.append(str(e))
+    rows = np.flatnonzero((table.obs[Keys.section].astype(str) == sec).to_numpy())
+    regions = set(table.obs[Keys.region].astype(str).iloc[rows])
+    if regions != {spots_key}:
+        out.append(f"section {sec!r}: table rows annotate {sorted(regions)} instead of {spots_key!r}.")
+    ids = table.obs[Keys.instance].to_numpy()[rows]
+    if not np.isin(ids, shapes.index.to_numpy()).all():
+        out.append(f"section {sec!r}: obs[{Keys.instance!r}] holds ids missing from {spots_key!r}'s index.")
+        return out
+    if img_key in sdata.images:
+        try:
+            h, w = image_shape(sdata, sec)
+            xy = spot_centers(sdata, sec, table_key=None if table is None else Keys.table)
+            bad = (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= w) | (xy[:, 1] >= h)
+            if bad.any():
+                out.append(f"section {sec!r}: {int(bad.sum())} spot centre(s) lie outside the {w}×{h} px image.")
+        except ValueError as e:
+            out.append(str(e))
+        arr = _finest(sdata.images[img_key])
+        if arr.sizes.get("c") != 3 or arr.dtype != np.uint8:
+            out.append(f"section {sec!r}: image must be RGB uint8 (c=3), got c={arr.sizes.get('c')}, {arr.dtype}.")
+    return out
+
+
+def _check_counts(table) -> list[str]:
+    import scipy.sparse as sp
+
+    out = []
+    for name, X in (("X", table.X), (f"layers[{Keys.counts!r}]", table.layers.get(Keys.counts))):
+        if X is None:
+            out.append(f"table.{name} is missing: raw counts are required.")
+            continue
+        data = X.data if sp.issparse(X) else np.asarray(X)
+        if data.size and not np.issubdtype(data.dtype, np.integer):
+            if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+                out.append(f"table.{name} holds non-integer or non-finite values: raw integer counts expected.")
+                continue
+        if data.size and data.min() < 0:
+            out.append(f"table.{name} holds negative values: raw counts must be ≥ 0.")
+    return out
