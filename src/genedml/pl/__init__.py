@@ -1,3 +1,5 @@
-"""Placeholder: filled by its issue."""
+"""Plotting: ``gd.pl`` (matplotlib is imported inside each function)."""
 
-__all__: list[str] = []
+from ._spots import spots
+
+__all__ = ["spots"]

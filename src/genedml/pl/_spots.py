@@ -1,0 +1,117 @@
+"""``gd.pl.spots``: the H&E of each section with its spots, optionally coloured by a gene."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._keys import Keys
+from ..io._model import get_table, section_obs, spot_centers
+from ..io._model import sections as _all_sections
+from ._utils import section_thumbnail
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from spatialdata import SpatialData
+
+__all__ = ["spots"]
+
+
+def spots(
+    sdata: SpatialData,
+    *,
+    color: str | None = None,
+    sections: list[str] | None = None,
+    layer: str | None = Keys.counts,
+    table_key: str | None = None,
+    max_px: int = 1000,
+    cmap: str = "viridis",
+    ncols: int = 4,
+) -> Figure:
+    """Draw each section's H&E with its spots at their true size, coloured by ``color`` (a gene) if given.
+
+    Gene values are ``log1p`` of ``layers[layer]`` (raw counts by default) and share one colour bar.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData in genedml's data model.
+    color
+        Gene to colour by; ``None`` draws outlines only. ``"auto"`` picks the most variable gene.
+    sections
+        Sections to draw; ``None`` draws all.
+    layer
+        Table layer holding the values (``None`` uses ``X``).
+    table_key
+        Spot table; defaults to ``"table"``.
+    max_px
+        Longest side of the displayed thumbnail (only this much of a lazy slide is read).
+    cmap
+        Matplotlib colour map.
+    ncols
+        Panels per row.
+
+    Returns
+    -------
+    The matplotlib Figure.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> fig = gd.pl.spots(gd.datasets.synthetic(preset="tiny"), color="auto")
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Circle
+
+    table = get_table(sdata, table_key=table_key)
+    secs = _all_sections(sdata, table_key=table_key) if sections is None else list(sections)
+    values = None
+    if color is not None:
+        values, color = _gene_values(table, color, layer)
+    n = len(secs)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.2 * nrows), squeeze=False, layout="constrained")
+    vmin, vmax = (np.nanmin(values), np.nanmax(values)) if values is not None else (0, 1)
+    mappable = None
+    for ax, sec in zip(axes.ravel(), secs):
+        thumb, scale = section_thumbnail(sdata, sec, max_px=max_px)
+        ax.imshow(thumb, extent=(0, thumb.shape[1] * scale, thumb.shape[0] * scale, 0))
+        xy = spot_centers(sdata, sec, table_key=table_key)
+        radius = float(sdata.shapes[Keys.spots(sec)]["radius"].iloc[0])
+        circles = PatchCollection([Circle((x, y), radius) for x, y in xy])
+        if values is not None:
+            circles.set_array(values[section_obs(sdata, sec, table_key=table_key)])
+            circles.set_cmap(cmap)
+            circles.set_clim(vmin, vmax)
+            circles.set_edgecolor("none")
+            mappable = circles
+        else:
+            circles.set_facecolor("none")
+            circles.set_edgecolor("black")
+            circles.set_linewidth(0.5)
+        ax.add_collection(circles)
+        ax.set_title(f"{sec} ({len(xy)} spots)")
+        ax.set_axis_off()
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.7, label=f"{color} log1p({layer or 'X'})")
+    return fig
+
+
+def _gene_values(table, color: str, layer: str | None) -> tuple[np.ndarray, str]:
+    import scipy.sparse as sp
+
+    X = table.X if layer is None else table.layers[layer]
+    if color == "auto":
+        dense = X.toarray() if sp.issparse(X) else np.asarray(X)
+        logx = np.log1p(dense)
+        color = str(table.var_names[int(np.argmax(logx.var(axis=0)))])
+    if color not in table.var_names:
+        raise KeyError(f"`color`={color!r} is not a gene of the table (e.g. {list(table.var_names[:5])}).")
+    col = X[:, table.var_names.get_loc(color)]
+    col = col.toarray().ravel() if sp.issparse(col) else np.asarray(col).ravel()
+    return np.log1p(col.astype(np.float64)), color
