@@ -14,6 +14,7 @@ HEAVY = ("torch", "timm", "lightning", "matplotlib", "scanpy", "squidpy")
 
 # Public functions that are getters or readers, not "data object first" transforms (named, with the reason).
 SIG_EXCEPTIONS = {
+    "predict",  # gd.tl.predict(sdata, model): the model is the second positional (issue 4's API)
     "get_predicted",  # accepts SpatialData or AnnData; a getter (house-style output contract)
     "load_features",  # a getter
 }

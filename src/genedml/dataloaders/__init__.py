@@ -1,3 +1,16 @@
-"""Placeholder: filled by its issue."""
+"""Tensors, samplers and splits for training (torch; imported lazily by ``gd.dataloaders``)."""
 
-__all__: list[str] = []
+from ._data import SpotBatch, SpotData
+from ._sampler import SectionBatchSampler, SpotIndexDataset, make_collate
+from ._splits import group_kfold, inner_validation_split, leave_one_group_out
+
+__all__ = [
+    "SectionBatchSampler",
+    "SpotBatch",
+    "SpotData",
+    "SpotIndexDataset",
+    "group_kfold",
+    "inner_validation_split",
+    "leave_one_group_out",
+    "make_collate",
+]

@@ -9,7 +9,7 @@ import numpy as np
 from .._keys import Keys
 from ..io._model import get_table, section_obs, spot_centers
 from ..io._model import sections as _all_sections
-from ._utils import section_thumbnail
+from ..io._views import section_thumbnail
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

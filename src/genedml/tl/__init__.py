@@ -1,3 +1,6 @@
-"""Placeholder: filled by its issue."""
+"""Tools: fit, predict, evaluate, cross-validate (``gd.tl``); torch loads only inside the functions."""
 
-__all__: list[str] = []
+from ._fit import fit, predict
+from ._get import get_predicted
+
+__all__ = ["fit", "get_predicted", "predict"]

@@ -1,3 +1,7 @@
-"""Placeholder: filled by its issue."""
+"""Lightning training: plan, data module, trainer construction."""
 
-__all__: list[str] = []
+from ._datamodule import SpotDataModule
+from ._plan import GeneDMLPlan, section_pcc
+from ._trainer import FitResult, HistoryCallback, build_trainer, run_fit
+
+__all__ = ["FitResult", "GeneDMLPlan", "HistoryCallback", "SpotDataModule", "build_trainer", "run_fit", "section_pcc"]

@@ -1,0 +1,119 @@
+"""Build the Lightning `Trainer` and run a fit that ends on the best-validation weights."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+from ..._logging import logger
+from .._train_config import TrainConfig
+from ._datamodule import SpotDataModule
+from ._plan import GeneDMLPlan
+
+__all__ = ["FitResult", "HistoryCallback", "build_trainer", "run_fit"]
+
+
+class HistoryCallback(Callback):
+    """Per-epoch record of every logged loss term and metric (``history_`` on the model)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Append this epoch's metrics (after validation has run, Lightning calls this last)."""
+        row = {"epoch": trainer.current_epoch}
+        for k, v in trainer.callback_metrics.items():
+            row[k] = float(v.detach().cpu()) if torch.is_tensor(v) else float(v)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else np.nan
+        self.rows.append(row)
+
+
+def _precision(tc: TrainConfig, accelerator: str) -> str:
+    if tc.precision is not None:
+        return tc.precision
+    # AMP only on GPU: bf16/fp16 autocast is far slower than fp32 on CPUs.
+    return "16-mixed" if accelerator in ("gpu", "cuda") else "32-true"
+
+
+def _accelerator(tc: TrainConfig) -> str:
+    if tc.accelerator != "auto":
+        return tc.accelerator
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def build_trainer(
+    tc: TrainConfig, *, has_val: bool, progress: bool, ckpt_dir: str, history: HistoryCallback
+) -> tuple[L.Trainer, ModelCheckpoint | None]:
+    """A `Trainer` with early stopping and best checkpointing on ``val_pcc`` (when there is validation data)."""
+    acc = _accelerator(tc)
+    callbacks: list[Callback] = [history]
+    ckpt = None
+    if has_val:
+        ckpt = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_pcc", mode="max", save_top_k=1, save_weights_only=True)
+        callbacks.append(ckpt)
+        if tc.patience is not None:
+            callbacks.append(EarlyStopping(monitor="val_pcc", mode="max", patience=tc.patience, check_finite=False))
+    if progress:
+        callbacks.append(TQDMProgressBar(leave=False))
+    kwargs = dict(
+        accelerator=acc,
+        devices=tc.devices,
+        strategy=tc.strategy,
+        precision=_precision(tc, acc),
+        max_epochs=tc.max_epochs,
+        min_epochs=min(tc.min_epochs, tc.max_epochs),
+        gradient_clip_val=tc.gradient_clip_val,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        enable_checkpointing=has_val,
+        deterministic=acc == "cpu",
+        use_distributed_sampler=False,
+        log_every_n_steps=tc.log_every_n_steps,
+        num_sanity_val_steps=0,
+        default_root_dir=ckpt_dir,
+    )
+    kwargs.update(tc.extra_trainer_kwargs)
+    return L.Trainer(**kwargs), ckpt
+
+
+@dataclass
+class FitResult:
+    """What a fit leaves behind."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_pcc: float | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+
+
+def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress: bool) -> FitResult:
+    """Fit, then load the best-validation weights into ``plan.net`` (rank 0 and single-process alike)."""
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    history = HistoryCallback()
+    with tempfile.TemporaryDirectory(prefix="genedml-fit-") as tmp:
+        trainer, ckpt = build_trainer(tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=tmp,
+                                      history=history)
+        with warnings.catch_warnings():
+            # Our loaders are in-memory tensors: worker processes would only add start-up cost.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+            trainer.fit(plan, datamodule=dm)
+        res = FitResult(history=history.rows, epochs_run=trainer.current_epoch)
+        if ckpt is not None and ckpt.best_model_path:
+            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            plan.load_state_dict(state)
+            res.best_val_pcc = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+            vals = [r.get("val_pcc", -np.inf) for r in history.rows]
+            res.best_epoch = int(np.argmax(vals)) if vals else None
+        res.stopped_early = trainer.current_epoch < tc.max_epochs
+        logger.info("trained %d epoch(s); best val PCC %s at epoch %s", res.epochs_run, res.best_val_pcc, res.best_epoch)
+    return res

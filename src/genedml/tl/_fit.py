@@ -1,0 +1,253 @@
+"""``gd.tl.fit`` and ``gd.tl.predict``: the SpatialData surface of the Gene-DML model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._keys import Keys
+from .._utils import resolve_progress
+from ..io._model import get_table
+from ..io._model import sections as _all_sections
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+    from ..models import GeneDML
+
+__all__ = ["fit", "predict"]
+
+
+def fit(
+    sdata: SpatialData,
+    *,
+    genes: list[str] | None = None,
+    n_genes: int = 250,
+    panel: str | None = None,
+    normalize: str = "paper",
+    smooth: bool = True,
+    encoder: str = "resnet18",
+    pretrained: bool = True,
+    weights: str | None = None,
+    target_px: int = 224,
+    target_um: float | None = None,
+    target_mpp: float | None = None,
+    dihedral: bool = False,
+    config: Any = None,
+    train_config: Any = None,
+    sections: list[str] | None = None,
+    val_sections: list[str] | None = None,
+    table_key: str | None = None,
+    progress: bool | None = None,
+    **train_kwargs: Any,
+) -> GeneDML:
+    """Fit a Gene-DML model: genes → targets → windows and cached features → Lightning training.
+
+    Steps: gene selection (top ``n_genes`` by mean raw count over training spots, as TRIPLEX; or ``panel``/``genes``),
+    the normalisation recipe with 3×3 grid smoothing, target/neighbour/global windows embedded by a frozen
+    ``encoder`` (cached on disk), then training with early stopping on a validation split grouped by patient
+    (``protocol="clean"``; see `genedml.models.TrainConfig`).
+
+    Parameters
+    ----------
+    sdata
+        Training data in genedml's data model with raw counts.
+    genes, n_genes, panel
+        Explicit genes; or top-``n_genes`` highly expressed genes; or a named 250-gene panel.
+    normalize, smooth
+        ``"paper"`` (median library size, log10(1+x)) or ``"log1p_cp10k"``; 3×3 grid smoothing of targets.
+    encoder, pretrained, weights
+        Frozen image encoder (timm name, registry name such as ``"uni"``, or ``hf-hub:`` id) and its weights.
+    target_px, target_um, target_mpp
+        Target window size: pixels at native resolution (paper: 224), or µm at a resampled µm/px.
+    dihedral
+        Cache the 8 flips/rotations of the target tokens and draw one per spot while training (paper augmentation).
+    config
+        `GeneDMLConfig`, preset name (``"her2st"``, ``"stnet"``, ``"skinst"``, ``"cpu"``) or dict; ``None`` = paper
+        defaults.
+    train_config
+        `TrainConfig` or dict; ``train_kwargs`` override single fields (e.g. ``max_epochs=50``).
+    sections, val_sections
+        Training sections and explicit validation sections.
+    table_key
+        Spot table.
+    progress
+        Progress bars.
+    **train_kwargs
+        Fields of `TrainConfig`.
+
+    Returns
+    -------
+    The trained `genedml.models.GeneDML`. ``sdata``'s table gains ``obsm["genedml_target"]``, the feature ``obsm``
+    keys and ``uns["genedml"]`` entries ``genes``, ``normalize`` and ``features``.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> model = gd.tl.fit(sdata, n_genes=20, encoder="test_resnet", pretrained=False, config="cpu",
+    ...                   max_epochs=1, batch_size=32)
+    """
+    from ..models import GeneDML, TrainConfig
+
+    tc = train_config
+    if isinstance(tc, TrainConfig):
+        tc = tc.to_dict()
+    tc = {**(tc or {}), **train_kwargs}
+    model = GeneDML(
+        config,
+        TrainConfig.from_dict(tc),
+        encoder=encoder,
+        pretrained=pretrained,
+        weights=weights,
+        target_px=target_px,
+        target_um=target_um,
+        target_mpp=target_mpp,
+        dihedral=dihedral,
+    )
+    model.setup(
+        sdata,
+        genes=genes,
+        n_genes=n_genes,
+        panel=panel,
+        normalize=normalize,
+        smooth=smooth,
+        sections=sections,
+        val_sections=val_sections,
+        table_key=table_key,
+        progress=progress,
+    )
+    return model.train(progress=resolve_progress(progress))
+
+
+def predict(
+    sdata: SpatialData,
+    model: GeneDML,
+    *,
+    key_added: str = Keys.predicted,
+    sections: list[str] | None = None,
+    table_key: str | None = None,
+    progress: bool | None = None,
+    copy: bool = False,
+) -> SpatialData | None:
+    """Predict the model's genes for every spot and write them into the table.
+
+    Writes (``key_added`` defaults to ``"predicted"``):
+
+    * ``layers[key_added]``: float32, n_obs × n_vars; model genes predicted (in the model's normalised units, see
+      ``uns["genedml"]["normalize"]``), every other gene and every spot outside ``sections`` NaN. ``X`` is never
+      written.
+    * ``var[f"genedml_{key_added}"]``: True for predicted genes.
+    * ``uns["genedml"][key_added]``: provenance (model hash, version, encoder and weights hash, genes, protocol,
+      sections, missing genes).
+
+    A table without genes (an H&E-only section from `gd.pp.spot_grid`) is replaced by one whose ``var`` is the model
+    genes, with an empty sparse ``X``.
+
+    Parameters
+    ----------
+    sdata
+        Data in genedml's data model; counts are not needed.
+    model
+        A trained `genedml.models.GeneDML` (or one loaded with ``GeneDML.load``).
+    key_added
+        Layer name and provenance key.
+    sections
+        Sections to predict (``None``: all).
+    table_key
+        Spot table.
+    progress
+        Progress bars.
+    copy
+        Return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the modified copy when ``copy=True``.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> model = gd.tl.fit(sdata, n_genes=20, encoder="test_resnet", pretrained=False, config="cpu",
+    ...                   max_epochs=1, batch_size=32)
+    >>> gd.tl.predict(sdata, model)
+    >>> sdata["table"].layers["predicted"].shape[0] == sdata["table"].n_obs
+    True
+    """
+    if copy:
+        from spatialdata import deepcopy
+
+        sdata = deepcopy(sdata)
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
+    if getattr(model, "net", None) is None:
+        raise ValueError("`model` is not trained or loaded: use gd.tl.fit(...) or GeneDML.load(path).")
+    key = Keys.table if table_key is None else table_key
+    table = get_table(sdata, table_key=key)
+    secs = _all_sections(sdata, table_key=key) if sections is None else list(sections)
+    unknown = sorted(set(secs) - set(_all_sections(sdata, table_key=key)))
+    if unknown:
+        raise KeyError(f"`sections`: unknown section(s) {unknown}.")
+    pred = model.predict(sdata, sections=secs, table_key=key, progress=resolve_progress(progress))
+    table = get_table(sdata, table_key=key)
+    if table.n_vars == 0:
+        table = _table_with_genes(table, model.genes_)
+        sdata.tables[key] = table
+    _write_predictions(table, pred, model, key_added=key_added, sections=secs)
+    return sdata if copy else None
+
+
+def _write_predictions(table, pred: np.ndarray, model, *, key_added: str, sections: list[str]) -> None:
+    from .. import __version__
+
+    sec = table.obs[Keys.section].astype(str).to_numpy()
+    rows = np.flatnonzero(np.isin(sec, sections))
+    present = [g for g in model.genes_ if g in table.var_names]
+    missing = [g for g in model.genes_ if g not in table.var_names]
+    layer = np.full(table.shape, np.nan, dtype=np.float32)
+    if key_added in table.layers:  # keep predictions of other sections made earlier under the same key
+        old = np.asarray(table.layers[key_added], dtype=np.float32)
+        if old.shape == layer.shape:
+            layer = old.copy()
+    src = np.array([model.genes_.index(g) for g in present], dtype=np.int64)
+    dst = table.var_names.get_indexer(present)
+    layer[np.ix_(rows, dst)] = pred[:, src]
+    table.layers[key_added] = layer
+    flag = Keys.var_flag(key_added)
+    table.var[flag] = table.var_names.isin(present)
+    uns = table.uns.setdefault(Keys.uns, {})
+    uns[key_added] = {
+        "params": {"sections": list(sections), "key_added": key_added},
+        "genes": list(model.genes_),
+        "missing_genes": missing,
+        "model_hash": model.model_hash,
+        "genedml_version": __version__,
+        "encoder": dict(model.encoder_info_ or {}),
+        "encoder_settings": {k: v for k, v in vars(model.encoder).items() if v is not None},
+        "normalize": dict(model.normalize_ or {}),
+        "protocol": model.train_config.protocol,
+        "optimistic": model.train_config.protocol == "paper",
+        "seed": model.train_config.seed,
+        "fit": {k: v for k, v in model.fit_info_.items() if v is not None},
+    }
+
+
+def _table_with_genes(table, genes: list[str]):
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+    from spatialdata.models import TableModel
+
+    new = ad.AnnData(
+        X=sp.csr_matrix((table.n_obs, len(genes)), dtype=np.float32),
+        obs=table.obs.copy(),
+        var=pd.DataFrame(index=pd.Index(genes)),
+        obsm=dict(table.obsm),
+        uns=dict(table.uns),
+    )
+    attrs = table.uns.get("spatialdata_attrs", {})
+    return TableModel.parse(
+        new, region=attrs.get("region"), region_key=attrs.get("region_key"), instance_key=attrs.get("instance_key")
+    ) if attrs else new
