@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import datasets, io, metrics, pl, pp, tl
 from ._settings import settings
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY_SUBMODULES = ("models", "encoders", "dataloaders")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["SpotData", "SpotBatch", "collate_spots"]
+__all__ = ["SpotBatch", "SpotData", "collate_spots"]
 
 
 @dataclass

@@ -102,8 +102,8 @@ class GeneDML:
         device: str | None = None,
     ) -> None:
         self.config = _as_config(config)
-        self.train_config = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(
-            dict(train_config or {})
+        self.train_config = (
+            train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(dict(train_config or {}))
         )
         self.encoder = EncoderSettings(
             name=encoder,
@@ -200,8 +200,9 @@ class GeneDML:
             sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
         )
         _check_k(self.config, self.train_config, len(train_rows))
-        pp.normalize(sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY,
-                     table_key=table_key)
+        pp.normalize(
+            sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
+        )
         self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
         used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
         data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
@@ -213,8 +214,8 @@ class GeneDML:
             "train_sections": sorted(set(sec_col[train_rows])),
             "val_sections": sorted(set(sec_col[val_rows])),
             "val_level": level,
-            "n_train": int(len(train_rows)),
-            "n_val": int(len(val_rows)),
+            "n_train": len(train_rows),
+            "n_val": len(val_rows),
             "protocol": self.train_config.protocol,
             "optimistic": self.train_config.protocol == "paper",
         }
@@ -230,8 +231,15 @@ class GeneDML:
 
         enc = self.encoder
         scales = ("target", "neighbor", "global")
-        pp.embed(sdata, **enc.embed_kwargs(), scales=scales, dihedral=enc.dihedral, sections=sections,
-                 table_key=table_key, progress=resolve_progress(progress))
+        pp.embed(
+            sdata,
+            **enc.embed_kwargs(),
+            scales=scales,
+            dihedral=enc.dihedral,
+            sections=sections,
+            table_key=table_key,
+            progress=resolve_progress(progress),
+        )
         table = gio.get_table(sdata, table_key=table_key)
         info = table.uns[Keys.uns]["features"][_feature_id(table, enc.name)]
         self._check_encoder(info)
@@ -240,8 +248,10 @@ class GeneDML:
         rows = np.flatnonzero(np.isin(sec_col, sections))
         if enc.dihedral and self.train_config.augment and with_y:
             target = np.stack(
-                [pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
-                 for v in range(8)]
+                [
+                    pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
+                    for v in range(8)
+                ]
             )
         else:
             target = table.obsm[Keys.features(fid, "target")][rows]
@@ -294,8 +304,33 @@ class GeneDML:
         self.fit_info_.update(
             {"best_epoch": res.best_epoch, "best_val_pcc": res.best_val_pcc, "epochs_run": res.epochs_run}
         )
+        self.fit_info_["hpg"] = self._validation_hpg()
         self.is_trained_ = True
         return self
+
+    def _validation_hpg(self, k: int = 50) -> list[str] | None:
+        """Top-``k`` genes by PCC on the validation split (HPG chosen without the test data, protocol "clean")."""
+        import torch
+
+        from .. import metrics
+
+        data = self._val_data
+        if data is None or data.y is None or len(data) < 3:
+            return None
+        with torch.inference_mode():
+            pred = np.concatenate(
+                [
+                    self.net(**data.batch(rows).inputs()).pred.float().numpy()
+                    for rows in (data.section_rows(c) for c in range(len(data.section_names)))
+                ]
+            )
+        order = np.concatenate([data.section_rows(c) for c in range(len(data.section_names))])
+        per_gene = metrics.evaluate_sections(data.y[order], pred, data.section[order], genes=self.genes_).per_gene
+        with np.errstate(all="ignore"):
+            mean_r = np.nanmean(per_gene.to_numpy(), axis=0) if np.isfinite(per_gene.to_numpy()).any() else None
+        if mean_r is None:
+            return None
+        return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
 
     # ------------------------------------------------------------------------------------------------- predict
     def predict(
@@ -332,7 +367,7 @@ class GeneDML:
     # ------------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """One self-describing file: weights, configs, ordered genes, recipe, encoder id + weights hash, version."""
-        from .. import __version__
+        from .._version import __version__
         from ._save_load import state_hash, write_checkpoint
 
         if self.net is None:
@@ -431,6 +466,9 @@ def _as_config(config) -> GeneDMLConfig:
     if isinstance(config, str):
         return GeneDMLConfig.preset(config)
     if isinstance(config, dict):
+        if "preset" in config:
+            rest = {k: v for k, v in config.items() if k != "preset"}
+            return GeneDMLConfig.preset(config["preset"], **rest)
         return GeneDMLConfig.from_dict(config)
     raise TypeError(f"`config` must be a GeneDMLConfig, a preset name or a dict, got {type(config).__name__}.")
 
@@ -451,10 +489,10 @@ def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list
 def _check_k(config: GeneDMLConfig, tc: TrainConfig, n_train: int) -> None:
     if config.instance_group and config.feature_grouping:
         bs = min(tc.batch_size, n_train)
-        if config.k > bs:
+        if config.K > bs:
             raise ValueError(
-                f"`k`={config.k} feature groups exceed the batch size {bs} (batch_size={tc.batch_size}, "
-                f"{n_train} training spots): lower `k` or raise `batch_size`."
+                f"`K`={config.K} feature groups exceed the batch size {bs} (batch_size={tc.batch_size}, "
+                f"{n_train} training spots): lower `K` or raise `batch_size`."
             )
 
 

@@ -45,7 +45,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"`path`={str(path)!r}: no such checkpoint file.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
+    except Exception as e:
         raise ValueError(f"`path`={str(path)!r} is not a readable genedml checkpoint: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"`path`={str(path)!r} is not a genedml checkpoint (format {FORMAT!r} expected).")

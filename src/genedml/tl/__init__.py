@@ -1,6 +1,7 @@
 """Tools: fit, predict, evaluate, cross-validate (``gd.tl``); torch loads only inside the functions."""
 
+from ._evaluate import evaluate
 from ._fit import fit, predict
 from ._get import get_predicted
 
-__all__ = ["fit", "get_predicted", "predict"]
+__all__ = ["evaluate", "fit", "get_predicted", "predict"]

@@ -200,7 +200,7 @@ def predict(
 
 
 def _write_predictions(table, pred: np.ndarray, model, *, key_added: str, sections: list[str]) -> None:
-    from .. import __version__
+    from .._version import __version__
 
     sec = table.obs[Keys.section].astype(str).to_numpy()
     rows = np.flatnonzero(np.isin(sec, sections))
@@ -230,7 +230,8 @@ def _write_predictions(table, pred: np.ndarray, model, *, key_added: str, sectio
         "protocol": model.train_config.protocol,
         "optimistic": model.train_config.protocol == "paper",
         "seed": model.train_config.seed,
-        "fit": {k: v for k, v in model.fit_info_.items() if v is not None},
+        "hpg": list(model.fit_info_.get("hpg") or []),
+        "fit": {k: v for k, v in model.fit_info_.items() if v is not None and k != "hpg"},
     }
 
 
@@ -248,6 +249,10 @@ def _table_with_genes(table, genes: list[str]):
         uns=dict(table.uns),
     )
     attrs = table.uns.get("spatialdata_attrs", {})
-    return TableModel.parse(
-        new, region=attrs.get("region"), region_key=attrs.get("region_key"), instance_key=attrs.get("instance_key")
-    ) if attrs else new
+    return (
+        TableModel.parse(
+            new, region=attrs.get("region"), region_key=attrs.get("region_key"), instance_key=attrs.get("instance_key")
+        )
+        if attrs
+        else new
+    )

@@ -100,8 +100,9 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
     L.seed_everything(tc.seed, workers=True, verbose=False)
     history = HistoryCallback()
     with tempfile.TemporaryDirectory(prefix="genedml-fit-") as tmp:
-        trainer, ckpt = build_trainer(tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=tmp,
-                                      history=history)
+        trainer, ckpt = build_trainer(
+            tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=tmp, history=history
+        )
         with warnings.catch_warnings():
             # Our loaders are in-memory tensors: worker processes would only add start-up cost.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -115,5 +116,7 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
             vals = [r.get("val_pcc", -np.inf) for r in history.rows]
             res.best_epoch = int(np.argmax(vals)) if vals else None
         res.stopped_early = trainer.current_epoch < tc.max_epochs
-        logger.info("trained %d epoch(s); best val PCC %s at epoch %s", res.epochs_run, res.best_val_pcc, res.best_epoch)
+        logger.info(
+            "trained %d epoch(s); best val PCC %s at epoch %s", res.epochs_run, res.best_val_pcc, res.best_epoch
+        )
     return res
