@@ -19,7 +19,7 @@ _LAZY_SUBMODULES = ("models", "encoders", "dataloaders")
 __all__ = ["datasets", "io", "metrics", "pl", "pp", "settings", "tl", "__version__", *_LAZY_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import dataloaders, encoders, models
+    from . import dataloaders, encoders, models  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -42,7 +42,9 @@ def _qc(table):
     counts = table.layers[Keys.counts]
     lib = np.asarray(counts.sum(axis=1)).ravel()
     genes = np.asarray((counts > 0).sum(axis=1)).ravel()
-    df = pd.DataFrame({"section": table.obs[Keys.section].astype(str).to_numpy(), "total_counts": lib, "n_genes": genes})
+    df = pd.DataFrame(
+        {"section": table.obs[Keys.section].astype(str).to_numpy(), "total_counts": lib, "n_genes": genes}
+    )
     return df.groupby("section").agg(
         spots=("total_counts", "size"),
         median_counts=("total_counts", "median"),

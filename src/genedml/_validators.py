@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-__all__ = ["assert_in_range", "assert_key_in_sdata", "assert_one_of", "assert_keys_in", "assert_positive_int"]
+__all__ = ["assert_in_range", "assert_key_in_sdata", "assert_keys_in", "assert_one_of", "assert_positive_int"]
 
 
 def assert_one_of(value: Any, options: Collection, *, name: str) -> None:

@@ -97,7 +97,7 @@ def test_fit_bad_input():
     table = sdata["table"]
     table.layers[Keys.counts] = table.layers[Keys.counts].astype(np.float32)
     table.layers[Keys.counts].data[:3] = np.nan
-    with pytest.raises(ValueError, match="(?i)nan|finite"):
+    with pytest.raises(ValueError, match=r"(?i)nan|finite"):
         gd.tl.fit(sdata, **FIT_KW)
 
 

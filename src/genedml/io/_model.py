@@ -31,13 +31,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SectionData",
+    "ValidationError",
     "build_sdata",
     "get_table",
+    "image_shape",
     "pixel_size",
+    "section_obs",
     "sections",
     "spot_centers",
-    "section_obs",
-    "ValidationError",
     "validate",
 ]
 
@@ -111,7 +112,7 @@ def _image_element(sec: SectionData, *, chunks: int = 4096):
     img = sec.image
     if hasattr(img, "dims") or hasattr(img, "children"):  # already a spatialdata element
         tfs = get_transformation(img, get_all=True)
-        if sec.name not in tfs:
+        if sec.name not in tfs or Keys.um(sec.name) not in tfs:
             set_transformation(img, _transforms(sec.name, sec.pixel_size, sec.image_scale), set_all=True)
         return img
     if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
@@ -361,20 +362,21 @@ def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts
     except KeyError as e:
         raise ValidationError(str(e.args[0])) from None
     missing = [
-        k for k in (Keys.section, Keys.patient, Keys.array_row, Keys.array_col, Keys.region, Keys.instance)
+        k
+        for k in (Keys.section, Keys.patient, Keys.array_row, Keys.array_col, Keys.region, Keys.instance)
         if k not in table.obs
     ]
     if missing:
         raise ValidationError(f"table.obs lacks required column(s) {missing}.")
     for sec in sections(sdata, table_key=table_key):
-        problems += _check_section(sdata, sec, table)
+        problems += _check_section(sdata, sec, table, table_key=table_key)
     if require_counts:
         problems += _check_counts(table)
     if problems:
         raise ValidationError("SpatialData does not follow genedml's data model:\n- " + "\n- ".join(problems))
 
 
-def _check_section(sdata: SpatialData, sec: str, table) -> list[str]:
+def _check_section(sdata: SpatialData, sec: str, table, *, table_key: str | None = None) -> list[str]:
     out: list[str] = []
     img_key, spots_key = Keys.image(sec), Keys.spots(sec)
     if img_key not in sdata.images:
@@ -399,7 +401,7 @@ def _check_section(sdata: SpatialData, sec: str, table) -> list[str]:
     if img_key in sdata.images:
         try:
             h, w = image_shape(sdata, sec)
-            xy = spot_centers(sdata, sec, table_key=None if table is None else Keys.table)
+            xy = spot_centers(sdata, sec, table_key=table_key)
             bad = (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= w) | (xy[:, 1] >= h)
             if bad.any():
                 out.append(f"section {sec!r}: {int(bad.sum())} spot centre(s) lie outside the {w}×{h} px image.")

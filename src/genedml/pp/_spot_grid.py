@@ -82,7 +82,6 @@ def spot_grid(
     >>> hne["table"].n_vars
     0
     """
-
     assert_key_in_sdata(sdata, image_key, attr="images", name="image_key")
     assert_one_of(grid, ("st", "hex"), name="grid")
     assert_in_range(min_tissue_fraction, name="min_tissue_fraction", low=0.0, high=1.0)
