@@ -34,6 +34,7 @@ class Keys:
     # table.layers / obsm / var / uns
     counts = "counts"
     predicted = "predicted"
+    target = "genedml_target"
     spatial = "spatial"
     uns = "genedml"
     var_flag_prefix = "genedml_"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["GeneDML"]
 
-TARGET_KEY = "genedml_target"
+TARGET_KEY = Keys.target
 
 
 @dataclasses.dataclass
