@@ -60,6 +60,16 @@ class Keys:
         return f"{Keys.var_flag_prefix}{key_added}"
 
     @staticmethod
+    def observed(layer: str) -> str:
+        """Layer of normalised measured values written by ``gd.tl.evaluate`` next to ``layers[layer]``."""
+        return f"{layer}_observed"
+
+    @staticmethod
+    def pcc(layer: str) -> str:
+        """``var`` column of per-gene PCC written by ``gd.tl.evaluate``."""
+        return f"genedml_pcc_{layer}"
+
+    @staticmethod
     def features(encoder: str, scale: str) -> str:
         """``obsm`` key of cached encoder features for one scale (``"target"``, ``"neighbor"``, ``"global"``)."""
         safe = encoder.replace("/", "_").replace(":", "_")

@@ -1,5 +1,9 @@
-"""Plotting: ``gd.pl`` (matplotlib is imported inside each function)."""
+"""Plotting: ``gd.pl`` (matplotlib is imported inside each function; nothing here loads the model stack)."""
 
+from ._cv import ablation, cv_summary
+from ._history import history
+from ._scores import gene_scores, predicted_vs_observed
+from ._spatial import spatial
 from ._spots import spots
 
-__all__ = ["spots"]
+__all__ = ["ablation", "cv_summary", "gene_scores", "history", "predicted_vs_observed", "spatial", "spots"]

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._keys import Keys
-from ..io._model import get_table, section_obs, spot_centers
-from ..io._model import sections as _all_sections
+from ..io._model import get_table
 from ..io._views import section_thumbnail
+from ._utils import add_circles, check_sections, section_geometry, section_labels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,11 +62,9 @@ def spots(
     >>> fig = gd.pl.spots(gd.datasets.synthetic(preset="tiny"), color="auto")
     """
     import matplotlib.pyplot as plt
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Circle
 
     table = get_table(sdata, table_key=table_key)
-    secs = _all_sections(sdata, table_key=table_key) if sections is None else list(sections)
+    secs = check_sections(section_labels(table), sections)
     values = None
     if color is not None:
         values, color = _gene_values(table, color, layer)
@@ -79,20 +77,11 @@ def spots(
     for ax, sec in zip(axes.ravel(), secs):
         thumb, scale = section_thumbnail(sdata, sec, max_px=max_px)
         ax.imshow(thumb, extent=(0, thumb.shape[1] * scale, thumb.shape[0] * scale, 0))
-        xy = spot_centers(sdata, sec, table_key=table_key)
-        radius = float(sdata.shapes[Keys.spots(sec)]["radius"].iloc[0])
-        circles = PatchCollection([Circle((x, y), radius) for x, y in xy])
+        rows, xy, radius = section_geometry(sdata, table, sec)
         if values is not None:
-            circles.set_array(values[section_obs(sdata, sec, table_key=table_key)])
-            circles.set_cmap(cmap)
-            circles.set_clim(vmin, vmax)
-            circles.set_edgecolor("none")
-            mappable = circles
+            mappable = add_circles(ax, xy, radius, values[rows], cmap=cmap, clim=(vmin, vmax), edgecolor="none")
         else:
-            circles.set_facecolor("none")
-            circles.set_edgecolor("black")
-            circles.set_linewidth(0.5)
-        ax.add_collection(circles)
+            add_circles(ax, xy, radius, facecolor="none", edgecolor="black", linewidth=0.5)
         ax.set_title(f"{sec} ({len(xy)} spots)")
         ax.set_axis_off()
     for ax in axes.ravel()[n:]:

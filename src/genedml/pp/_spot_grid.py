@@ -18,16 +18,23 @@ __all__ = ["spot_grid", "tissue_mask"]
 
 def tissue_mask(thumb: np.ndarray) -> np.ndarray:
     """Boolean tissue mask of an RGB thumbnail: Otsu threshold on saturation, cleaned by morphology."""
+    from scipy import ndimage as ndi
     from skimage.color import rgb2hsv
     from skimage.filters import gaussian, threshold_otsu
-    from skimage.morphology import binary_closing, binary_opening, disk, remove_small_objects
+    from skimage.morphology import disk
 
     sat = gaussian(rgb2hsv(thumb[..., :3])[..., 1], sigma=2)
     if np.ptp(sat) < 1e-3:
         return np.zeros(sat.shape, dtype=bool)
     mask = sat > max(threshold_otsu(sat), 0.05)
-    mask = binary_opening(binary_closing(mask, disk(3)), disk(2))
-    return remove_small_objects(mask, max_size=max(16, mask.size // 2000))
+    mask = ndi.binary_opening(ndi.binary_closing(mask, structure=disk(3)), structure=disk(2))
+    labels, n = ndi.label(mask)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < max(16, mask.size // 2000)
+        small[0] = True
+        mask = ~small[labels]
+    return mask
 
 
 def spot_grid(
@@ -94,7 +101,7 @@ def spot_grid(
     if table_key in sdata.tables:
         raise ValueError(f"`new_table_key`={table_key!r} exists already in `sdata.tables`; choose another key.")
     el = sdata.images[image_key]
-    mpp, tfs = _pixel_size(el, section)
+    mpp = _pixel_size(el, section)
     from ..io._views import section_thumbnail
 
     thumb, thumb_scale = section_thumbnail(sdata, section, max_px=1500)
@@ -106,7 +113,7 @@ def spot_grid(
     if not len(xy):
         raise ValueError(f"`image_key`={image_key!r}: no tissue found under any grid spot (min_tissue_fraction).")
     logger.info("spot_grid: %d spots on tissue over %s (pitch %.0f µm)", len(xy), image_key, pitch_um)
-    _write(sdata, section, patient, xy, rc, radius_px, tfs, shapes_key, table_key, pitch_um, diameter_um, grid)
+    _write(sdata, section, patient, xy, rc, radius_px, mpp, shapes_key, table_key, pitch_um, diameter_um, grid)
 
 
 def _geometry(model, pitch_um, diameter_um) -> tuple[float, float]:
@@ -118,7 +125,7 @@ def _geometry(model, pitch_um, diameter_um) -> tuple[float, float]:
     return float(pitch), float(diam)
 
 
-def _pixel_size(el, section: str) -> tuple[float, dict]:
+def _pixel_size(el, section: str) -> float:
     from spatialdata.transformations import get_transformation
 
     from ..io._model import _scale_of
@@ -130,7 +137,7 @@ def _pixel_size(el, section: str) -> tuple[float, dict]:
             f"Set it with set_transformation(image, Scale([mpp, mpp], axes=('y', 'x')), {Keys.um(section)!r})."
         )
     to_px = _scale_of(el, section, name="image") if section in tfs else 1.0
-    return _scale_of(el, Keys.um(section), name="image") / to_px, tfs
+    return _scale_of(el, Keys.um(section), name="image") / to_px
 
 
 def _lattice(shape_hw, thumb_scale: float, pitch_px: float, grid: str) -> tuple[np.ndarray, np.ndarray]:
@@ -161,19 +168,21 @@ def _tissue_fraction(mask: np.ndarray, centers: np.ndarray, radius: float) -> np
     return mask[cy, cx].mean(axis=1)
 
 
-def _write(sdata, section, patient, xy, rc, radius_px, tfs, shapes_key, table_key, pitch_um, diameter_um, grid):
+def _write(sdata, section, patient, xy, rc, radius_px, mpp, shapes_key, table_key, pitch_um, diameter_um, grid):
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
     from spatialdata.models import ShapesModel, TableModel
 
     n = len(xy)
+    from ..io._model import _transforms
+
     shapes = ShapesModel.parse(
         xy.astype(np.float64),
         geometry=0,
         radius=np.full(n, radius_px),
         index=pd.RangeIndex(n, name=Keys.instance),
-        transformations={k: v for k, v in tfs.items() if k in (section, Keys.um(section))},
+        transformations=_transforms(section, mpp),  # spots live in the full-resolution pixel frame
     )
     barcodes = [f"{r}x{c}" for r, c in rc]
     obs = pd.DataFrame(

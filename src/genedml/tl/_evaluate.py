@@ -135,11 +135,11 @@ def _resolve_hpg(hpg, prov, genes, obs, pred, sec, n_hpg) -> tuple[list[str], st
 def _write(table, layer, col, rows, observed, per_gene, per_section, summary, hpg, source, prov, norm, aggregate):
     obs_layer = np.full(table.shape, np.nan, dtype=np.float32)
     obs_layer[np.ix_(rows, col)] = observed[rows]
-    table.layers[f"{layer}_observed"] = obs_layer
+    table.layers[Keys.observed(layer)] = obs_layer
     pcc = np.full(table.n_vars, np.nan)
     with np.errstate(all="ignore"):
         pcc[col] = np.nanmean(np.where(np.isfinite(per_gene.to_numpy()), per_gene.to_numpy(), np.nan), axis=0)
-    table.var[f"genedml_pcc_{layer}"] = pcc
+    table.var[Keys.pcc(layer)] = pcc
     ev = table.uns.setdefault(Keys.uns, {}).setdefault("evaluation", {})
     optimistic = bool(prov.get("optimistic", False)) or source.endswith("(optimistic)")
     ev[layer] = {
