@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._keys import Keys
-from .._logging import logger
 from .._utils import resolve_progress
+from ._base import SpotModel, _plain
 from ._config import GeneDMLConfig
 from ._train_config import TrainConfig
 
@@ -21,38 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GeneDML"]
 
-TARGET_KEY = Keys.target
 
-
-@dataclasses.dataclass
-class EncoderSettings:
-    """How frozen features are computed (part of the model: prediction recomputes them identically)."""
-
-    name: str = "resnet18"
-    pretrained: bool = True
-    weights: str | None = None
-    target_px: int = 224
-    target_um: float | None = None
-    target_mpp: float | None = None
-    dihedral: bool = False
-    batch_size: int = 64
-    device: str | None = None
-
-    def embed_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `gd.pp.embed` (minus the per-call ones)."""
-        return {
-            "encoder": self.name,
-            "pretrained": self.pretrained,
-            "weights": self.weights,
-            "target_px": self.target_px,
-            "target_um": self.target_um,
-            "target_mpp": self.target_mpp,
-            "batch_size": self.batch_size,
-            "device": self.device,
-        }
-
-
-class GeneDML:
+class GeneDML(SpotModel):
     """Gene-DML: dual-pathway multi-level discrimination for spot expression from H&E.
 
     Three layers (house style): the tensor-only network (`genedml.models.nn.GeneDMLNet`), the Lightning plan
@@ -101,187 +70,24 @@ class GeneDML:
         embed_batch_size: int = 64,
         device: str | None = None,
     ) -> None:
-        self.config = _as_config(config)
-        self.train_config = (
-            train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(dict(train_config or {}))
-        )
-        self.encoder = EncoderSettings(
-            name=encoder,
+        super().__init__(
+            train_config,
+            encoder=encoder,
             pretrained=pretrained,
-            weights=None if weights is None else str(weights),
+            weights=weights,
             target_px=target_px,
             target_um=target_um,
             target_mpp=target_mpp,
             dihedral=dihedral,
-            batch_size=embed_batch_size,
+            embed_batch_size=embed_batch_size,
             device=device,
         )
-        self.genes_: list[str] | None = None
-        self.normalize_: dict | None = None
-        self.encoder_info_: dict | None = None
-        self.in_dim_: int | None = None
+        self.config = _as_config(config)
         self.net = None
-        self.history_: list[dict] = []
-        self.fit_info_: dict = {}
-        self.is_trained_ = False
-        self._train_data: SpotData | None = None
-        self._val_data: SpotData | None = None
 
-    # ------------------------------------------------------------------------------------------------- setup
-    def setup(
-        self,
-        sdata: SpatialData,
-        *,
-        genes: list[str] | None = None,
-        n_genes: int = 250,
-        panel: str | None = None,
-        normalize: str = "paper",
-        smooth: bool = True,
-        sections: list[str] | None = None,
-        val_sections: list[str] | None = None,
-        table_key: str | None = None,
-        progress: bool | None = None,
-    ) -> GeneDML:
-        """Select genes, normalise targets, compute (cached) features and hold the training tensors.
-
-        Writes into the table: ``obsm["genedml_target"]`` (normalised targets of the selected genes), the feature
-        ``obsm`` keys of `gd.pp.embed`, and ``uns["genedml"]`` (``genes``, ``normalize``, ``features``).
-
-        Parameters
-        ----------
-        sdata
-            Training data in genedml's data model, with raw counts.
-        genes, n_genes, panel
-            Explicit gene list, or the top ``n_genes`` by mean expression over the training spots (TRIPLEX's "HEG"),
-            or a named 250-gene panel (``"her2st"``, ``"stnet"``, ``"skinst"``).
-        normalize, smooth
-            Target recipe (``"paper"``: median library size, log10(1+x); ``"log1p_cp10k"``) and 3×3 grid smoothing.
-        sections
-            Training sections (``None``: all but ``val_sections``).
-        val_sections
-            Sections for early stopping. ``None`` under ``protocol="clean"``: an inner split grouped by patient
-            (by section with one patient). Under ``protocol="paper"`` these are the evaluated sections (optimistic).
-        table_key
-            Spot table.
-        progress
-            Progress bars (``None``: ``gd.settings.progress_bar``).
-        """
-        from .. import io as gio
-        from .. import pp
-        from ..dataloaders import inner_validation_split
-
-        table = gio.get_table(sdata, table_key=table_key)
-        all_secs = gio.sections(sdata, table_key=table_key)
-        train_secs, val_secs = _resolve_sections(all_secs, sections, val_sections)
-        if self.train_config.protocol == "paper" and not val_secs:
-            raise ValueError("protocol='paper' selects checkpoints on the evaluated sections: pass `val_sections`.")
-        sec_col = table.obs[Keys.section].astype(str).to_numpy()
-        train_rows = np.flatnonzero(np.isin(sec_col, train_secs))
-        if val_secs:
-            val_rows = np.flatnonzero(np.isin(sec_col, val_secs))
-            level = "given"
-        else:
-            tr, va, level = inner_validation_split(
-                table.obs[Keys.patient].astype(str).to_numpy()[train_rows],
-                sec_col[train_rows],
-                seed=self.train_config.seed,
-                val_fraction=self.train_config.val_fraction,
-            )
-            train_rows, val_rows = train_rows[tr], train_rows[va]
-        if level == "spot":
-            logger.warning(
-                "one training section only: early stopping uses a random %.0f%% of its spots (spatially "
-                "autocorrelated, hence optimistic).",
-                100 * self.train_config.val_fraction,
-            )
-        train_mask = np.zeros(table.n_obs, dtype=bool)
-        train_mask[train_rows] = True
-        self.genes_ = pp.select_genes(
-            sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
-        )
-        _check_k(self.config, self.train_config, len(train_rows))
-        pp.normalize(
-            sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
-        )
-        self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
-        used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
-        data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
-        rows_used = np.flatnonzero(np.isin(sec_col, used))
-        pos_of = {r: i for i, r in enumerate(rows_used)}
-        self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
-        self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
-        self.fit_info_ = {
-            "train_sections": sorted(set(sec_col[train_rows])),
-            "val_sections": sorted(set(sec_col[val_rows])),
-            "val_level": level,
-            "n_train": len(train_rows),
-            "n_val": len(val_rows),
-            "protocol": self.train_config.protocol,
-            "optimistic": self.train_config.protocol == "paper",
-        }
+    def _after_setup(self) -> None:
+        _check_k(self.config, self.train_config, len(self._train_data))
         self._build_net()
-        return self
-
-    def _spot_data(
-        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
-    ) -> SpotData:
-        from .. import io as gio
-        from .. import pp
-        from ..dataloaders import SpotData
-
-        enc = self.encoder
-        scales = ("target", "neighbor", "global")
-        pp.embed(
-            sdata,
-            **enc.embed_kwargs(),
-            scales=scales,
-            dihedral=enc.dihedral,
-            sections=sections,
-            table_key=table_key,
-            progress=resolve_progress(progress),
-        )
-        table = gio.get_table(sdata, table_key=table_key)
-        info = table.uns[Keys.uns]["features"][_feature_id(table, enc.name)]
-        self._check_encoder(info)
-        fid = _feature_id(table, enc.name)
-        sec_col = table.obs[Keys.section].astype(str).to_numpy()
-        rows = np.flatnonzero(np.isin(sec_col, sections))
-        if enc.dihedral and self.train_config.augment and with_y:
-            target = np.stack(
-                [
-                    pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
-                    for v in range(8)
-                ]
-            )
-        else:
-            target = table.obsm[Keys.features(fid, "target")][rows]
-        names = list(dict.fromkeys(sec_col[rows]))
-        codes = np.searchsorted(np.array(sorted(names)), sec_col[rows])
-        y = None
-        if with_y:
-            y = np.asarray(table.obsm[TARGET_KEY], dtype=np.float32)[rows]
-        return SpotData(
-            target=target,
-            neighbor=table.obsm[Keys.features(fid, "neighbor")][rows],
-            neighbor_mask=table.obsm[Keys.features(fid, "neighbor") + "_mask"][rows],
-            global_feats=table.obsm[Keys.features(fid, "global")][rows],
-            pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
-            section=codes,
-            section_names=sorted(names),
-            y=y,
-        )
-
-    def _check_encoder(self, info: dict) -> None:
-        if self.encoder_info_ is None:
-            self.encoder_info_ = {k: info[k] for k in ("encoder", "weights_hash", "dim", "n_tokens") if k in info}
-            self.in_dim_ = int(info["dim"])
-            return
-        for k in ("encoder", "weights_hash", "dim"):
-            if k in self.encoder_info_ and info.get(k) != self.encoder_info_[k]:
-                raise ValueError(
-                    f"features were computed with {k}={info.get(k)!r} but the model was trained with "
-                    f"{self.encoder_info_[k]!r}: predictions need the training encoder."
-                )
 
     def _build_net(self) -> None:
         from .nn import GeneDMLNet
@@ -308,61 +114,24 @@ class GeneDML:
         self.is_trained_ = True
         return self
 
-    def _validation_hpg(self, k: int = 50) -> list[str] | None:
-        """Top-``k`` genes by PCC on the validation split (HPG chosen without the test data, protocol "clean")."""
+    def _predict_data(self, data: SpotData) -> np.ndarray:
         import torch
 
-        from .. import metrics
-
-        data = self._val_data
-        if data is None or data.y is None or len(data) < 3:
-            return None
-        with torch.inference_mode():
-            pred = np.concatenate(
-                [
-                    self.net(**data.batch(rows).inputs()).pred.float().numpy()
-                    for rows in (data.section_rows(c) for c in range(len(data.section_names)))
-                ]
-            )
-        order = np.concatenate([data.section_rows(c) for c in range(len(data.section_names))])
-        per_gene = metrics.evaluate_sections(data.y[order], pred, data.section[order], genes=self.genes_).per_gene
-        with np.errstate(all="ignore"):
-            mean_r = np.nanmean(per_gene.to_numpy(), axis=0) if np.isfinite(per_gene.to_numpy()).any() else None
-        if mean_r is None:
-            return None
-        return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
-
-    # ------------------------------------------------------------------------------------------------- predict
-    def predict(
-        self,
-        sdata: SpatialData,
-        *,
-        sections: list[str] | None = None,
-        table_key: str | None = None,
-        batch_size: int = 512,
-        progress: bool | None = None,
-    ) -> np.ndarray:
-        """Predict the model genes for every spot of ``sections``; returns ``(n_spots_of_sections, n_genes)``.
-
-        Rows follow the table order restricted to ``sections``. Counts are not needed (H&E-only sections work).
-        """
-        import torch
-
-        from .. import io as gio
-
-        if self.net is None or self.genes_ is None:
-            raise RuntimeError("the model is not set up: call `setup(...)` and `train()` or `GeneDML.load(path)`.")
-        secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
-        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress, with_y=False)
         net = self.net.eval()
         out = np.zeros((len(data), len(self.genes_)), dtype=np.float32)
         with torch.inference_mode():
             for code in range(len(data.section_names)):
                 rows = data.section_rows(code)
-                for i in range(0, len(rows), batch_size):
-                    b = data.batch(rows[i : i + batch_size])
-                    out[b.rows.numpy()] = net(**b.inputs()).pred.float().numpy()
+                first = data.batch(rows[:1])
+                tokens = net.encode_sections(first.section_feats, first.section_pos)  # once per section
+                for i in range(0, len(rows), 512):
+                    b = data.batch(rows[i : i + 512])
+                    out[b.rows.numpy()] = net(**b.inputs(), section_tokens=tokens).pred.float().numpy()
         return out
+
+    def is_ready(self) -> bool:
+        """Whether `predict` can run."""
+        return self.net is not None and self.genes_ is not None
 
     # ------------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -429,23 +198,6 @@ class GeneDML:
             model.check_compatible(sdata, table_key=table_key)
         return model
 
-    def check_compatible(self, sdata: SpatialData, *, table_key: str | None = None) -> None:
-        """Raise ``ValueError`` if ``sdata`` lacks the model genes (when it has counts) or has foreign features."""
-        from .. import io as gio
-
-        table = gio.get_table(sdata, table_key=table_key)
-        if table.n_vars > 0:
-            missing = [g for g in self.genes_ if g not in table.var_names]
-            if missing:
-                raise ValueError(
-                    f"the data lacks {len(missing)} of the model's {len(self.genes_)} genes (e.g. {missing[:5]}): "
-                    "it cannot be evaluated against this model."
-                )
-        feats = table.uns.get(Keys.uns, {}).get("features", {})
-        info = feats.get(_feature_id(table, self.encoder.name))
-        if info is not None:
-            self._check_encoder(info)
-
     @property
     def model_hash(self) -> str:
         """Hash of the current weights."""
@@ -473,19 +225,6 @@ def _as_config(config) -> GeneDMLConfig:
     raise TypeError(f"`config` must be a GeneDMLConfig, a preset name or a dict, got {type(config).__name__}.")
 
 
-def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list[str]]:
-    val = list(val_sections or [])
-    train = [s for s in all_secs if s not in val] if sections is None else list(sections)
-    unknown = sorted((set(train) | set(val)) - set(all_secs))
-    if unknown:
-        raise KeyError(f"`sections`/`val_sections`: unknown section(s) {unknown}; available: {all_secs}.")
-    if not train:
-        raise ValueError("`sections`: no training section left.")
-    if set(train) & set(val):
-        raise ValueError(f"sections {sorted(set(train) & set(val))} are both training and validation sections.")
-    return train, val
-
-
 def _check_k(config: GeneDMLConfig, tc: TrainConfig, n_train: int) -> None:
     if config.instance_group and config.feature_grouping:
         bs = min(tc.batch_size, n_train)
@@ -494,26 +233,3 @@ def _check_k(config: GeneDMLConfig, tc: TrainConfig, n_train: int) -> None:
                 f"`K`={config.K} feature groups exceed the batch size {bs} (batch_size={tc.batch_size}, "
                 f"{n_train} training spots): lower `K` or raise `batch_size`."
             )
-
-
-def _feature_id(table, name: str) -> str:
-    feats = table.uns.get(Keys.uns, {}).get("features", {})
-    if name in feats:
-        return name
-    for fid, info in feats.items():
-        if info.get("encoder") == name or info.get("name") == name:
-            return fid
-    raise KeyError(f"no features for encoder {name!r} in uns['genedml']['features'] (have {sorted(feats)}).")
-
-
-def _plain(obj):
-    """Make a checkpoint-safe copy (numpy scalars/arrays → Python; torch.load weights_only compatible)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj

@@ -1,0 +1,381 @@
+"""`SpotModel`: what every method shares — gene selection, targets, cached features, splits, predict.
+
+Gene-DML (`GeneDML`) and the baselines subclass it and implement `_after_setup`, `train` and `_predict_data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._keys import Keys
+from .._logging import logger
+from .._utils import resolve_progress
+from ._train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+    from ..dataloaders import SpotData
+
+__all__ = ["EncoderSettings", "SpotModel"]
+
+TARGET_KEY = Keys.target
+
+
+@dataclasses.dataclass
+class EncoderSettings:
+    """How frozen features are computed (part of the model: prediction recomputes them identically)."""
+
+    name: str = "resnet18"
+    pretrained: bool = True
+    weights: str | None = None
+    target_px: int = 224
+    target_um: float | None = None
+    target_mpp: float | None = None
+    dihedral: bool = False
+    batch_size: int = 64
+    device: str | None = None
+
+    def embed_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `gd.pp.embed` (minus the per-call ones)."""
+        return {
+            "encoder": self.name,
+            "pretrained": self.pretrained,
+            "weights": self.weights,
+            "target_px": self.target_px,
+            "target_um": self.target_um,
+            "target_mpp": self.target_mpp,
+            "batch_size": self.batch_size,
+            "device": self.device,
+        }
+
+
+class SpotModel:
+    """Base of the spot-level expression models (see the module docstring).
+
+    Parameters
+    ----------
+    train_config
+        A `TrainConfig` or a dict of its fields.
+    encoder, pretrained, weights
+        Frozen encoder: timm name, registry name (``"uni"``, ``"resnet18"`` …) or ``hf-hub:`` id; timm pretrained
+        weights; or a local weights file.
+    target_px, target_um, target_mpp
+        Target window: ``target_px`` pixels at native resolution (paper), or ``target_um`` µm resampled to
+        ``target_mpp`` µm/px.
+    dihedral
+        Cache the 8 flip/rotate variants of the target tokens for training augmentation.
+    embed_batch_size, device
+        Encoder batch size and device (``None``: ``gd.settings.device``).
+    """
+
+    #: which cached scales the method consumes
+    scales: tuple[str, ...] = ("target", "neighbor", "global")
+
+    def __init__(
+        self,
+        train_config: TrainConfig | dict | None = None,
+        *,
+        encoder: str = "resnet18",
+        pretrained: bool = True,
+        weights: str | None = None,
+        target_px: int = 224,
+        target_um: float | None = None,
+        target_mpp: float | None = None,
+        dihedral: bool = False,
+        embed_batch_size: int = 64,
+        device: str | None = None,
+    ) -> None:
+        self.train_config = (
+            train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(dict(train_config or {}))
+        )
+        self.encoder = EncoderSettings(
+            name=encoder,
+            pretrained=pretrained,
+            weights=None if weights is None else str(weights),
+            target_px=target_px,
+            target_um=target_um,
+            target_mpp=target_mpp,
+            dihedral=dihedral,
+            batch_size=embed_batch_size,
+            device=device,
+        )
+        self.genes_: list[str] | None = None
+        self.normalize_: dict | None = None
+        self.encoder_info_: dict | None = None
+        self.in_dim_: int | None = None
+        self.history_: list[dict] = []
+        self.fit_info_: dict = {}
+        self.is_trained_ = False
+        self._train_data: SpotData | None = None
+        self._val_data: SpotData | None = None
+
+    # ------------------------------------------------------------------------------------------------- setup
+    def setup(
+        self,
+        sdata: SpatialData,
+        *,
+        genes: list[str] | None = None,
+        n_genes: int = 250,
+        panel: str | None = None,
+        normalize: str = "paper",
+        smooth: bool = True,
+        sections: list[str] | None = None,
+        val_sections: list[str] | None = None,
+        table_key: str | None = None,
+        progress: bool | None = None,
+    ) -> SpotModel:
+        """Select genes, normalise targets, compute (cached) features and hold the training tensors.
+
+        Writes into the table: ``obsm["genedml_target"]`` (normalised targets of the selected genes), the feature
+        ``obsm`` keys of `gd.pp.embed`, and ``uns["genedml"]`` (``genes``, ``normalize``, ``features``).
+
+        Parameters
+        ----------
+        sdata
+            Training data in genedml's data model, with raw counts.
+        genes, n_genes, panel
+            Explicit gene list, or the top ``n_genes`` by mean expression over the training spots (TRIPLEX's "HEG"),
+            or a named 250-gene panel (``"her2st"``, ``"stnet"``, ``"skinst"``).
+        normalize, smooth
+            Target recipe (``"paper"``: median library size, log10(1+x); ``"log1p_cp10k"``) and 3×3 grid smoothing.
+        sections
+            Training sections (``None``: all but ``val_sections``).
+        val_sections
+            Sections for early stopping. ``None`` under ``protocol="clean"``: an inner split grouped by patient
+            (by section with one patient). Under ``protocol="paper"`` these are the evaluated sections (optimistic).
+        table_key
+            Spot table.
+        progress
+            Progress bars (``None``: ``gd.settings.progress_bar``).
+        """
+        from .. import io as gio
+        from .. import pp
+        from ..dataloaders import inner_validation_split
+
+        table = gio.get_table(sdata, table_key=table_key)
+        all_secs = gio.sections(sdata, table_key=table_key)
+        train_secs, val_secs = _resolve_sections(all_secs, sections, val_sections)
+        if self.train_config.protocol == "paper" and not val_secs:
+            raise ValueError("protocol='paper' selects checkpoints on the evaluated sections: pass `val_sections`.")
+        sec_col = table.obs[Keys.section].astype(str).to_numpy()
+        train_rows = np.flatnonzero(np.isin(sec_col, train_secs))
+        if val_secs:
+            val_rows = np.flatnonzero(np.isin(sec_col, val_secs))
+            level = "given"
+        else:
+            tr, va, level = inner_validation_split(
+                table.obs[Keys.patient].astype(str).to_numpy()[train_rows],
+                sec_col[train_rows],
+                seed=self.train_config.seed,
+                val_fraction=self.train_config.val_fraction,
+            )
+            train_rows, val_rows = train_rows[tr], train_rows[va]
+        if level == "spot":
+            logger.warning(
+                "one training section only: early stopping uses a random %.0f%% of its spots (spatially "
+                "autocorrelated, hence optimistic).",
+                100 * self.train_config.val_fraction,
+            )
+        train_mask = np.zeros(table.n_obs, dtype=bool)
+        train_mask[train_rows] = True
+        self.genes_ = pp.select_genes(
+            sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
+        )
+        pp.normalize(
+            sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
+        )
+        self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
+        used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
+        data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
+        rows_used = np.flatnonzero(np.isin(sec_col, used))
+        pos_of = {r: i for i, r in enumerate(rows_used)}
+        self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
+        self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
+        self.fit_info_ = {
+            "train_sections": sorted(set(sec_col[train_rows])),
+            "val_sections": sorted(set(sec_col[val_rows])),
+            "val_level": level,
+            "n_train": len(train_rows),
+            "n_val": len(val_rows),
+            "protocol": self.train_config.protocol,
+            "optimistic": self.train_config.protocol == "paper",
+        }
+        self._after_setup()
+        return self
+
+    def _spot_data(
+        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
+    ) -> SpotData:
+        from .. import io as gio
+        from .. import pp
+        from ..dataloaders import SpotData
+
+        enc = self.encoder
+        scales = ("target", "neighbor", "global")
+        pp.embed(
+            sdata,
+            **enc.embed_kwargs(),
+            scales=scales,
+            dihedral=enc.dihedral,
+            sections=sections,
+            table_key=table_key,
+            progress=resolve_progress(progress),
+        )
+        table = gio.get_table(sdata, table_key=table_key)
+        info = table.uns[Keys.uns]["features"][_feature_id(table, enc.name)]
+        self._check_encoder(info)
+        fid = _feature_id(table, enc.name)
+        sec_col = table.obs[Keys.section].astype(str).to_numpy()
+        rows = np.flatnonzero(np.isin(sec_col, sections))
+        if enc.dihedral and self.train_config.augment and with_y:
+            target = np.stack(
+                [
+                    pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
+                    for v in range(8)
+                ]
+            )
+        else:
+            target = table.obsm[Keys.features(fid, "target")][rows]
+        names = list(dict.fromkeys(sec_col[rows]))
+        codes = np.searchsorted(np.array(sorted(names)), sec_col[rows])
+        y = None
+        if with_y:
+            y = np.asarray(table.obsm[TARGET_KEY], dtype=np.float32)[rows]
+        return SpotData(
+            target=target,
+            neighbor=table.obsm[Keys.features(fid, "neighbor")][rows],
+            neighbor_mask=table.obsm[Keys.features(fid, "neighbor") + "_mask"][rows],
+            global_feats=table.obsm[Keys.features(fid, "global")][rows],
+            pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
+            section=codes,
+            section_names=sorted(names),
+            y=y,
+        )
+
+    def _check_encoder(self, info: dict) -> None:
+        enc = info.get("encoder", {})
+        seen = {
+            "encoder": enc.get("identity"),
+            "weights_hash": enc.get("weights_hash"),
+            "dim": int(info["D"]),
+            "n_tokens": info.get("T"),
+            "target_um": {s: g.get("target_um") for s, g in info.get("sections", {}).items()},
+        }
+        if self.encoder_info_ is None:
+            self.encoder_info_ = {k: seen[k] for k in ("encoder", "weights_hash", "dim", "n_tokens")}
+            self.encoder_info_["architecture"] = enc.get("architecture")
+            self.in_dim_ = seen["dim"]
+            return
+        for k in ("encoder", "weights_hash", "dim"):
+            if seen[k] != self.encoder_info_[k]:
+                raise ValueError(
+                    f"features were computed with {k}={seen[k]!r} but the model was trained with "
+                    f"{self.encoder_info_[k]!r}: predictions need the training encoder and weights."
+                )
+
+    def _validation_hpg(self, k: int = 50) -> list[str] | None:
+        """Top-``k`` genes by PCC on the validation split (HPG chosen without the test data, protocol "clean")."""
+        from .. import metrics
+
+        data = self._val_data
+        if data is None or data.y is None or len(data) < 3:
+            return None
+        pred = self._predict_data(data)
+        per_gene = metrics.evaluate_sections(data.y, pred, data.section, genes=self.genes_).per_gene
+        with np.errstate(all="ignore"):
+            mean_r = np.nanmean(per_gene.to_numpy(), axis=0) if np.isfinite(per_gene.to_numpy()).any() else None
+        if mean_r is None:
+            return None
+        return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
+
+    def predict(
+        self,
+        sdata: SpatialData,
+        *,
+        sections: list[str] | None = None,
+        table_key: str | None = None,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """Predict the model genes for every spot of ``sections``; returns ``(n_spots_of_sections, n_genes)``.
+
+        Rows follow the table order restricted to ``sections``. Counts are not needed (H&E-only sections work).
+        """
+        from .. import io as gio
+
+        if not self.is_ready():
+            raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
+        secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
+        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress, with_y=False)
+        return self._predict_data(data)
+
+    def is_ready(self) -> bool:
+        """Whether `predict` can run."""
+        return self.is_trained_ and self.genes_ is not None
+
+    def _predict_data(self, data: SpotData) -> np.ndarray:
+        raise NotImplementedError
+
+    def _after_setup(self) -> None:
+        """Hook run at the end of `setup` (build networks, check sizes)."""
+
+    def check_compatible(self, sdata: SpatialData, *, table_key: str | None = None) -> None:
+        """Raise ``ValueError`` if ``sdata`` lacks the model genes (when it has counts) or has foreign features."""
+        from .. import io as gio
+
+        table = gio.get_table(sdata, table_key=table_key)
+        if table.n_vars > 0:
+            missing = [g for g in self.genes_ if g not in table.var_names]
+            if missing:
+                raise ValueError(
+                    f"the data lacks {len(missing)} of the model's {len(self.genes_)} genes (e.g. {missing[:5]}): "
+                    "it cannot be evaluated against this model."
+                )
+        feats = table.uns.get(Keys.uns, {}).get("features", {})
+        info = feats.get(_feature_id(table, self.encoder.name))
+        if info is not None:
+            self._check_encoder(info)
+
+    @property
+    def model_hash(self) -> str:
+        """Hash identifying the trained state."""
+        raise NotImplementedError
+
+
+def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list[str]]:
+    val = list(val_sections or [])
+    train = [s for s in all_secs if s not in val] if sections is None else list(sections)
+    unknown = sorted((set(train) | set(val)) - set(all_secs))
+    if unknown:
+        raise KeyError(f"`sections`/`val_sections`: unknown section(s) {unknown}; available: {all_secs}.")
+    if not train:
+        raise ValueError("`sections`: no training section left.")
+    if set(train) & set(val):
+        raise ValueError(f"sections {sorted(set(train) & set(val))} are both training and validation sections.")
+    return train, val
+
+
+def _feature_id(table, name: str) -> str:
+    feats = table.uns.get(Keys.uns, {}).get("features", {})
+    if name in feats:
+        return name
+    for fid, info in feats.items():
+        if info.get("encoder") == name or info.get("name") == name:
+            return fid
+    raise KeyError(f"no features for encoder {name!r} in uns['genedml']['features'] (have {sorted(feats)}).")
+
+
+def _plain(obj):
+    """Make a checkpoint-safe copy (numpy scalars/arrays → Python; torch.load weights_only compatible)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
