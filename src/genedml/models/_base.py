@@ -215,7 +215,7 @@ class SpotModel:
         from ..dataloaders import SpotData
 
         enc = self.encoder
-        scales = ("target", "neighbor", "global")
+        scales = tuple(self.scales)
         pp.embed(
             sdata,
             **enc.embed_kwargs(),
@@ -231,7 +231,10 @@ class SpotModel:
         fid = _feature_id(table, enc.name)
         sec_col = table.obs[Keys.section].astype(str).to_numpy()
         rows = np.flatnonzero(np.isin(sec_col, sections))
-        if enc.dihedral and self.train_config.augment and with_y:
+        n, D = len(rows), int(info["D"])
+        if "target" not in scales:
+            target = np.zeros((n, 0, D), np.float16)
+        elif enc.dihedral and self.train_config.augment and with_y:
             target = np.stack(
                 [
                     pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
@@ -245,10 +248,15 @@ class SpotModel:
         y = None
         if with_y:
             y = np.asarray(table.obsm[TARGET_KEY], dtype=np.float32)[rows]
+        if "neighbor" in scales:
+            neighbor = table.obsm[Keys.features(fid, "neighbor")][rows]
+            neighbor_mask = table.obsm[Keys.features(fid, "neighbor") + "_mask"][rows]
+        else:
+            neighbor, neighbor_mask = np.zeros((n, 0, D), np.float32), np.zeros((n, 0), bool)
         return SpotData(
             target=target,
-            neighbor=table.obsm[Keys.features(fid, "neighbor")][rows],
-            neighbor_mask=table.obsm[Keys.features(fid, "neighbor") + "_mask"][rows],
+            neighbor=neighbor,
+            neighbor_mask=neighbor_mask,
             global_feats=table.obsm[Keys.features(fid, "global")][rows],
             pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
             section=codes,
