@@ -1,5 +1,6 @@
 """Readers and the data model: ``gd.io``."""
 
+from ._hest import read_hest
 from ._model import (
     SectionData,
     ValidationError,
@@ -12,16 +13,27 @@ from ._model import (
     spot_centers,
     validate,
 )
+from ._st import read_st
+from ._views import he_only, section_thumbnail
+from ._visium import read_visium
+from ._zarr import read_zarr, write_zarr
 
 __all__ = [
     "SectionData",
     "ValidationError",
     "build_sdata",
     "get_table",
+    "he_only",
     "image_shape",
     "pixel_size",
+    "read_hest",
+    "read_st",
+    "read_visium",
+    "read_zarr",
     "section_obs",
+    "section_thumbnail",
     "sections",
     "spot_centers",
     "validate",
+    "write_zarr",
 ]
