@@ -153,9 +153,9 @@ def _neighbors(r, c, codes, is_hex: np.ndarray) -> sp.csr_matrix:
 def _grid_neighbors(row, col, *, section=None, grid: str = "square") -> sp.csr_matrix:
     """Sparse 0/1 neighbour matrix of spots on the array grid (each spot is its own neighbour).
 
-    ``"square"``: |Δrow| ≤ 1 and |Δcol| ≤ 1 (the released 3×3 rule); ``"hex"``: |Δrow| ≤ 1 and |Δcol| ≤ 2, which on
-    a Visium grid are the six touching spots; ``"auto"`` picks per section (see :func:`smooth_grid`). Spots of
-    different sections are never neighbours.
+    ``"square"``: ``|Δrow| ≤ 1`` and ``|Δcol| ≤ 1`` (the released 3×3 rule); ``"hex"``: ``|Δrow| ≤ 1`` and
+    ``|Δcol| ≤ 2``, which on a Visium grid are the six touching spots; ``"auto"`` picks per section (see
+    :func:`smooth_grid`). Spots of different sections are never neighbours.
 
     Parameters
     ----------
@@ -196,9 +196,9 @@ def smooth_grid(data, *, row, col, section=None, grid: str = "square") -> np.nda
     section
         Section label per spot; smoothing never crosses sections.
     grid
-        ``"square"``: |Δrow| ≤ 1 and |Δcol| ≤ 1 (the released 3×3 rule); ``"hex"``: |Δrow| ≤ 1 and |Δcol| ≤ 2 (the
-        six touching spots of a Visium grid); ``"auto"``: hex for a section whose ``row + col`` has one parity
-        over at least two rows, square otherwise.
+        ``"square"``: ``|Δrow| ≤ 1`` and ``|Δcol| ≤ 1`` (the released 3×3 rule); ``"hex"``: ``|Δrow| ≤ 1`` and
+        ``|Δcol| ≤ 2`` (the six touching spots of a Visium grid); ``"auto"``: hex for a section whose
+        ``row + col`` has one parity over at least two rows, square otherwise.
 
     Returns
     -------
@@ -376,8 +376,8 @@ def normalize(
     MSE/MAE, differ from the paper's). Then, when ``smooth``, each spot takes the mean over its grid neighbourhood
     within its section (absent neighbours skipped).
 
-    The neighbourhood: ``grid="square"`` is the released code's 3×3 window (|Δrow|, |Δcol| ≤ 1);
-    ``"hex"`` is |Δrow| ≤ 1, |Δcol| ≤ 2, the six touching spots of a Visium grid, whose columns step by 2;
+    The neighbourhood: ``grid="square"`` is the released code's 3×3 window (``|Δrow|, |Δcol| ≤ 1``);
+    ``"hex"`` is ``|Δrow| ≤ 1, |Δcol| ≤ 2``, the six touching spots of a Visium grid, whose columns step by 2;
     ``"auto"`` (default) picks per section (``row + col`` of one parity over ≥ 2 rows → hex), so legacy ST data
     get exactly the paper's recipe and Visium data the hexagonal neighbourhood (a recorded genedml deviation: the
     3×3 window misses the two same-row neighbours on Visium).
