@@ -1,15 +1,5 @@
 import pytest
-
-FIT_KW = dict(
-    n_genes=20,
-    encoder="test_resnet",
-    pretrained=False,
-    config="cpu",
-    max_epochs=2,
-    batch_size=32,
-    patience=None,
-    progress=False,
-)
+from _tl_helpers import FIT_KW
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,36 @@
-"""Models: ``GeneDML``, configs, encoders (torch; loaded lazily by ``gd.models``)."""
+"""Models: ``GeneDML``, the baselines, configs, encoders (torch; loaded lazily by ``gd.models``)."""
 
 from ..encoders import create_encoder, list_encoders
 from ._config import GeneDMLConfig
 from ._model import GeneDML
 from ._train_config import TrainConfig
+from .baselines import (
+    ABLATIONS,
+    BASELINES,
+    METHODS,
+    BLEEPBaseline,
+    MeanBaseline,
+    RidgeBaseline,
+    STNetBaseline,
+    load_method,
+    make_method,
+    triplex_config,
+)
 
-__all__ = ["GeneDML", "GeneDMLConfig", "TrainConfig", "create_encoder", "list_encoders"]
+__all__ = [
+    "ABLATIONS",
+    "BASELINES",
+    "METHODS",
+    "BLEEPBaseline",
+    "GeneDML",
+    "GeneDMLConfig",
+    "MeanBaseline",
+    "RidgeBaseline",
+    "STNetBaseline",
+    "TrainConfig",
+    "create_encoder",
+    "list_encoders",
+    "load_method",
+    "make_method",
+    "triplex_config",
+]

@@ -90,7 +90,11 @@ class GeneDML(SpotModel):
         self._build_net()
 
     def _build_net(self) -> None:
+        import torch
+
         from .nn import GeneDMLNet
+
+        torch.manual_seed(self.train_config.seed)  # same seed → same initial weights → same model
 
         self.net = GeneDMLNet(self.config, in_dim=self.in_dim_, n_genes=len(self.genes_))
 

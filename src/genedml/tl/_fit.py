@@ -241,18 +241,17 @@ def _table_with_genes(table, genes: list[str]):
     import scipy.sparse as sp
     from spatialdata.models import TableModel
 
+    uns = {k: v for k, v in table.uns.items() if k != "spatialdata_attrs"}
     new = ad.AnnData(
         X=sp.csr_matrix((table.n_obs, len(genes)), dtype=np.float32),
         obs=table.obs.copy(),
         var=pd.DataFrame(index=pd.Index(genes)),
         obsm=dict(table.obsm),
-        uns=dict(table.uns),
+        uns=uns,
     )
-    attrs = table.uns.get("spatialdata_attrs", {})
-    return (
-        TableModel.parse(
-            new, region=attrs.get("region"), region_key=attrs.get("region_key"), instance_key=attrs.get("instance_key")
-        )
-        if attrs
-        else new
+    attrs = table.uns.get("spatialdata_attrs")
+    if not attrs:
+        return new
+    return TableModel.parse(
+        new, region=attrs["region"], region_key=attrs["region_key"], instance_key=attrs["instance_key"]
     )

@@ -21,6 +21,10 @@ class SpotDataModule(L.LightningDataModule):
         self.tc = train_config
         self._train_sampler: SectionBatchSampler | None = None
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """Move a `SpotBatch` (a dataclass of tensors and lists of tensors)."""
+        return batch.to(device)
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled, section-bounded batches; DDP ranks each take their share."""
         tc = self.tc

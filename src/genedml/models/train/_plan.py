@@ -49,10 +49,6 @@ class GeneDMLPlan(L.LightningModule):
         self._val: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._gen = torch.Generator().manual_seed(train_config.seed)
 
-    def transfer_batch_to_device(self, batch: SpotBatch, device: torch.device, dataloader_idx: int) -> SpotBatch:
-        """Move a `SpotBatch` (a dataclass of tensors and tensor lists)."""
-        return batch.to(device)
-
     def training_step(self, batch: SpotBatch, batch_idx: int) -> torch.Tensor:
         """One optimisation step: forward, every loss term, logged per epoch."""
         out = self.net(**batch.inputs(), y=batch.y)

@@ -93,15 +93,29 @@ class FitResult:
     best_val_pcc: float | None = None
     epochs_run: int = 0
     stopped_early: bool = False
+    world_size: int = 1
+
+
+_FIT_DIR_ENV = "GENEDML_FIT_DIR"
 
 
 def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress: bool) -> FitResult:
-    """Fit, then load the best-validation weights into ``plan.net`` (rank 0 and single-process alike)."""
+    """Fit, then load the best-validation weights into ``plan.net`` on every rank.
+
+    Under Lightning's ``"ddp"`` strategy the script is re-executed once per extra process; the checkpoint folder is
+    handed to those processes through an environment variable so every rank restores the same best weights.
+    """
+    import os
+
     L.seed_everything(tc.seed, workers=True, verbose=False)
     history = HistoryCallback()
-    with tempfile.TemporaryDirectory(prefix="genedml-fit-") as tmp:
+    inherited = os.environ.get(_FIT_DIR_ENV)
+    tmp = None if inherited else tempfile.TemporaryDirectory(prefix="genedml-fit-")
+    ckpt_dir = inherited or tmp.name
+    os.environ[_FIT_DIR_ENV] = ckpt_dir
+    try:
         trainer, ckpt = build_trainer(
-            tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=tmp, history=history
+            tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=ckpt_dir, history=history
         )
         with warnings.catch_warnings():
             # Our loaders are in-memory tensors: worker processes would only add start-up cost.
@@ -115,8 +129,18 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
             res.best_val_pcc = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
             vals = [r.get("val_pcc", -np.inf) for r in history.rows]
             res.best_epoch = int(np.argmax(vals)) if vals else None
+        trainer.strategy.barrier("genedml-restored")  # no rank may delete the folder while another still reads it
         res.stopped_early = trainer.current_epoch < tc.max_epochs
+        res.world_size = trainer.world_size
         logger.info(
-            "trained %d epoch(s); best val PCC %s at epoch %s", res.epochs_run, res.best_val_pcc, res.best_epoch
+            "trained %d epoch(s) on %d process(es); best val PCC %s at epoch %s",
+            res.epochs_run,
+            trainer.world_size,
+            res.best_val_pcc,
+            res.best_epoch,
         )
+    finally:
+        if tmp is not None:
+            os.environ.pop(_FIT_DIR_ENV, None)
+            tmp.cleanup()
     return res
