@@ -294,10 +294,12 @@ class SpotModel:
             return None
         pred = self._predict_data(data)
         per_gene = metrics.evaluate_sections(data.y, pred, data.section, genes=self.genes_).per_gene
-        with np.errstate(all="ignore"):
-            mean_r = np.nanmean(per_gene.to_numpy(), axis=0) if np.isfinite(per_gene.to_numpy()).any() else None
-        if mean_r is None:
+        r = per_gene.to_numpy(dtype=np.float64)
+        ok = np.isfinite(r)
+        if not ok.any():
             return None
+        mean_r = np.where(ok, r, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
+        mean_r[~ok.any(axis=0)] = np.nan
         return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
 
     def predict(
@@ -342,10 +344,11 @@ class SpotModel:
                     f"the data lacks {len(missing)} of the model's {len(self.genes_)} genes (e.g. {missing[:5]}): "
                     "it cannot be evaluated against this model."
                 )
-        feats = table.uns.get(Keys.uns, {}).get("features", {})
-        info = feats.get(_feature_id(table, self.encoder.name))
-        if info is not None:
-            self._check_encoder(info)
+        try:
+            info = table.uns[Keys.uns]["features"][_feature_id(table, self.encoder.name)]
+        except KeyError:
+            return  # no features yet: prediction will compute them with the model's own encoder
+        self._check_encoder(info)
 
     @property
     def model_hash(self) -> str:

@@ -182,7 +182,8 @@ def predict(
         sdata = deepcopy(sdata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
-    if getattr(model, "net", None) is None:
+    ready = getattr(model, "is_ready", None)
+    if not (ready() if callable(ready) else getattr(model, "net", None) is not None):
         raise ValueError("`model` is not trained or loaded: use gd.tl.fit(...) or GeneDML.load(path).")
     key = Keys.table if table_key is None else table_key
     table = get_table(sdata, table_key=key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["RidgePath", "cv_folds", "default_alphas", "section_pcc_score", "spatial_band_folds"]
+__all__ = ["RidgePath", "cv_folds", "default_alphas", "section_scores", "spatial_band_folds"]
 
 
 @dataclass
@@ -98,13 +98,20 @@ def default_alphas(X: np.ndarray, *, standardize: bool, fit_intercept: bool, n: 
     return np.logspace(-4, 3, n) * (scale if scale > 0 else 1.0)
 
 
-def section_pcc_score(y: np.ndarray, pred: np.ndarray, sections: np.ndarray) -> list[float]:
-    """Per section: mean over genes of the Pearson r over its spots (NaN genes omitted; NaN when none is finite)."""
+def section_scores(y: np.ndarray, pred: np.ndarray, sections: np.ndarray, *, metric: str = "pcc") -> list[float]:
+    """Score of each section, higher is better.
+
+    ``"pcc"``: the mean over genes of the Pearson r over the section's spots (NaN genes omitted; NaN when none is
+    finite). ``"mse"``: minus the mean squared error.
+    """
     from ...metrics import pearson_per_gene
 
     out = []
     for s in pd.unique(sections):
         m = sections == s
+        if metric == "mse":
+            out.append(-float(np.mean((pred[m] - y[m]) ** 2)))
+            continue
         r = pearson_per_gene(y[m], pred[m]) if m.sum() >= 2 else np.array([np.nan])
         out.append(float(np.nanmean(r)) if np.isfinite(r).any() else np.nan)
     return out
