@@ -1,0 +1,5 @@
+"""The ``genedml`` command line: ``demo``, ``fit``, ``predict``, ``evaluate``, ``cv`` (a thin layer over the API)."""
+
+from ._main import main
+
+__all__ = ["main"]
