@@ -1,3 +1,16 @@
-"""Placeholder: filled by its issue."""
+"""Frozen image encoders through timm: ``gd.encoders`` (imports torch and timm; loaded lazily by ``genedml``)."""
 
-__all__: list[str] = []
+from ._encoder import Encoder, create_encoder, resolve_device
+from ._registry import EncoderSpec, list_encoders, register_encoder
+from ._weights import WeightsUnavailableError, convert_ciga_state_dict
+
+__all__ = [
+    "Encoder",
+    "EncoderSpec",
+    "WeightsUnavailableError",
+    "convert_ciga_state_dict",
+    "create_encoder",
+    "list_encoders",
+    "register_encoder",
+    "resolve_device",
+]

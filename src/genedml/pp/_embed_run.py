@@ -1,0 +1,238 @@
+"""The compute side of :func:`genedml.pp.embed`: per-section passes over windows, resumable through the cache.
+
+Per section the image level is opened once (decoded into memory, or read lazily chunk by chunk). The target windows
+of all spots are encoded once, giving both the target tokens and the pooled (global) feature; the neighbour tiles are
+deduplicated by their integer origin, and tiles that coincide with a target window reuse its pooled feature. Each
+pass runs in chunks of windows whose results are stored as cache *parts*, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._cache import FeatureCache, hash_key
+from ._embed_loader import iter_batches, plan_batches
+from ._images import open_source
+from ._windows import GRID, SectionGeometry
+
+__all__ = ["RunContext", "SectionTask", "dihedral", "run_section"]
+
+CHUNK_WINDOWS = 2048
+"""Windows per resumable part."""
+
+
+@dataclass
+class RunContext:
+    """Everything shared by the sections of one ``embed`` call."""
+
+    encoder: Any
+    cache: FeatureCache
+    batch_size: int
+    num_workers: int
+    amp_dtype: Any  # torch dtype or None
+    bar: Any
+    chunk: int = CHUNK_WINDOWS
+    stats: dict[str, float] = field(default_factory=lambda: {"windows": 0, "encode_s": 0.0, "wait_s": 0.0})
+
+
+@dataclass
+class SectionTask:
+    """One section: geometry, cache keys of the wanted entries, and what is already cached."""
+
+    section: str
+    geometry: SectionGeometry
+    keys: dict[str, str]  # entry name ("global", "neighbor", "target/<v>") → cache key
+    base: dict[str, Any]  # key parts shared by the entries
+    source: Any = None  # pixel source, opened lazily
+    pass_keys: list[str] = field(default_factory=list)  # keys whose parts are dropped once the section is done
+    loaded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def dihedral(x, variant: int):
+    """Variant ``v`` of a ``(B, C, H, W)`` batch: rotate by ``90° · (v mod 4)``, then flip left–right if ``v ≥ 4``."""
+    import torch
+
+    if variant % 4:
+        x = torch.rot90(x, variant % 4, dims=(2, 3))
+    if variant >= 4:
+        x = torch.flip(x, dims=(3,))
+    return x
+
+
+def _encode_batch(ctx: RunContext, arr: np.ndarray, release, *, variant: int, input_px: int):
+    """Forward one batch of ``uint8`` windows; returns ``(tokens float16, pooled float32)`` as NumPy arrays."""
+    import torch
+
+    enc = ctx.encoder
+    x = torch.from_numpy(arr)
+    x = enc.prepare(dihedral(x, variant) if variant else x, size=input_px)
+    release()
+    with torch.inference_mode():
+        if ctx.amp_dtype is not None:
+            with torch.autocast(device_type=x.device.type, dtype=ctx.amp_dtype):
+                tokens, pooled = enc(x)
+        else:
+            tokens, pooled = enc(x)
+    return tokens.to(torch.float16).cpu().numpy(), pooled.float().cpu().numpy()
+
+
+def _run_pass(
+    ctx: RunContext,
+    task: SectionTask,
+    origins: np.ndarray,
+    *,
+    name: str,
+    variant: int,
+    want_tokens: bool,
+    rows: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Encode the windows at ``origins`` (``(m, 2)``, level pixels), resuming from finished parts.
+
+    Window ``j`` (in the given, row-major order) lands in output row ``rows[j]`` (default ``j``), so results come
+    back in the caller's order without a second copy.
+    """
+    geo, enc = task.geometry, ctx.encoder
+    m = len(origins)
+    rows = np.arange(m) if rows is None else rows
+    input_px = enc.input_px(geo.out_px)
+    D = enc.num_features
+    out = {"pooled": np.zeros((m, D), np.float32)}
+    if want_tokens:
+        out["tokens"] = np.zeros((m, enc.n_tokens(input_px), D), np.float16)
+    key = hash_key(
+        {**task.base, "pass": name, "variant": variant, "tokens": want_tokens, "origins": _origins_hash(origins)}
+    )
+    task.pass_keys.append(key)
+    chunks = [(s, min(s + ctx.chunk, m)) for s in range(0, m, ctx.chunk)]
+    todo = []
+    for s, e in chunks:
+        part = ctx.cache.load_part(key, s, e)
+        if part is not None and set(part) == set(out):
+            for k, v in part.items():
+                out[k][rows[s:e]] = v
+        else:
+            todo.append((s, e))
+    if ctx.bar is not None:
+        ctx.bar.total = (ctx.bar.total or 0) + sum(e - s for s, e in todo)
+        ctx.bar.refresh()
+    if todo:
+        _encode_chunks(ctx, task, origins, rows, out, key, todo, variant=variant, input_px=input_px)
+    return out
+
+
+def _encode_chunks(ctx, task, origins, rows, out, key, todo, *, variant: int, input_px: int) -> None:
+    geo = task.geometry
+    if task.source is None:
+        task.source = open_source(geo.level)
+    batches = plan_batches(todo, ctx.batch_size)
+    ends = {e: s for s, e in todo}
+    stream = iter_batches(
+        task.source, origins, crop_px=geo.crop_px, out_px=geo.out_px, batches=batches, num_workers=ctx.num_workers
+    )
+    t_ready = time.perf_counter()
+    for s, e, arr, release in stream:
+        t_got = time.perf_counter()
+        tokens, pooled = _encode_batch(ctx, arr, release, variant=variant, input_px=input_px)
+        ctx.stats["wait_s"] += t_got - t_ready  # waiting for pixels (decode / cut not hidden behind compute)
+        t_ready = time.perf_counter()
+        ctx.stats["encode_s"] += t_ready - t_got
+        ctx.stats["windows"] += e - s
+        out["pooled"][rows[s:e]] = pooled
+        if "tokens" in out:
+            out["tokens"][rows[s:e]] = tokens
+        if ctx.bar is not None:
+            ctx.bar.update(e - s)
+        if e in ends:
+            cs = ends[e]
+            ctx.cache.save_part(key, cs, e, {k: v[rows[cs:e]] for k, v in out.items()})
+
+
+def _origins_hash(origins: np.ndarray) -> str:
+    from ._cache import hash_array
+
+    return hash_array(np.ascontiguousarray(origins, dtype=np.int64))
+
+
+def _row_major(origins: np.ndarray) -> np.ndarray:
+    """Permutation sorting origins by ``(y, x)`` so that consecutive windows share image chunks."""
+    return np.lexsort((origins[:, 1], origins[:, 0]))
+
+
+# ------------------------------------------------------------------------------------------------- passes
+
+
+def _target(ctx: RunContext, task: SectionTask, *, variant: int, want_tokens: bool) -> dict[str, np.ndarray]:
+    origins = task.geometry.origins
+    order = _row_major(origins)
+    return _run_pass(ctx, task, origins[order], name="target", variant=variant, want_tokens=want_tokens, rows=order)
+
+
+def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray | None) -> dict[str, np.ndarray]:
+    geo, D = task.geometry, ctx.encoder.num_features
+    nb = geo.neighbor_origins()
+    mask = geo.neighbor_mask(nb)
+    W = geo.level.shape[1]
+    tile_keys = nb[mask][:, 0] * W + nb[mask][:, 1]
+    uniq, inverse = np.unique(tile_keys, return_inverse=True)
+    feats = np.zeros((len(uniq), D), np.float32)
+    todo = np.ones(len(uniq), bool)
+    if target_pooled is not None:
+        inside = mask[:, GRID * GRID // 2]  # centre tile == target window
+        t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
+        t_order = np.argsort(t_keys)
+        pos = np.searchsorted(t_keys[t_order], uniq)
+        pos_c = np.minimum(pos, max(len(t_keys) - 1, 0))
+        hit = (pos < len(t_keys)) & (t_keys[t_order][pos_c] == uniq) if len(t_keys) else np.zeros_like(todo)
+        feats[hit] = target_pooled[inside][t_order[pos_c[hit]]]
+        todo = ~hit
+    if todo.any():
+        jobs = np.stack([uniq[todo] // W, uniq[todo] % W], axis=1)  # already row-major (sorted keys)
+        feats[todo] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]
+    out = np.zeros((len(nb), GRID * GRID, D), np.float32)
+    out[mask] = feats[inverse.ravel()]
+    return {"features": out, "mask": mask}
+
+
+def run_section(ctx: RunContext, task: SectionTask, *, scales: tuple[str, ...], variants: int) -> dict[str, dict]:
+    """Compute every missing entry of ``task`` (saving each to the cache) and return all entries."""
+    entries = dict(task.loaded)
+    need_tokens = "target" in scales and "target/0" not in entries
+    need_pooled = ("global" in scales and "global" not in entries) or (
+        "neighbor" in scales and "neighbor" not in entries and "global" not in entries
+    )
+    pooled = entries["global"]["pooled"] if "global" in entries else None
+    if need_tokens or need_pooled:
+        res = _target(ctx, task, variant=0, want_tokens=need_tokens)
+        pooled = res["pooled"]
+        if need_tokens:
+            entries["target/0"] = _save(ctx, task, "target/0", {"tokens": res["tokens"]})
+        if "global" in scales and "global" not in entries:
+            entries["global"] = _save(ctx, task, "global", {"pooled": pooled})
+        _drop_parts(ctx, task)
+    for v in range(1, variants):
+        name = f"target/{v}"
+        if name not in entries:
+            _save(ctx, task, name, {"tokens": _target(ctx, task, variant=v, want_tokens=True)["tokens"]})
+            entries[name] = {}  # kept on disk only (load with gd.pp.load_features)
+            _drop_parts(ctx, task)
+    if "neighbor" in scales and "neighbor" not in entries:
+        entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task, pooled))
+        _drop_parts(ctx, task)
+    task.source = None
+    return entries
+
+
+def _drop_parts(ctx: RunContext, task: SectionTask) -> None:
+    """Remove the parts of passes whose entries are saved."""
+    for key in task.pass_keys:
+        ctx.cache.clear_parts(key)
+    task.pass_keys.clear()
+
+
+def _save(ctx: RunContext, task: SectionTask, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    ctx.cache.save(task.keys[name], arrays, {"section": task.section, "entry": name})
+    return arrays

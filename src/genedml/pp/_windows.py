@@ -1,0 +1,240 @@
+"""Window geometry of the three scales (method.md §1.3) and ``gd.pp.spot_windows`` to look at them.
+
+* **target**: a square window centred on the spot, ``target_px`` pixels a side at native full resolution
+  (the paper's choice), or a physical size (``target_um`` at ``target_mpp`` µm/px) resampled;
+* **neighbour**: a 5 × 5 grid of tiles of the target window's size centred on the spot, row-major (row = y); a tile
+  that is not entirely inside the image is masked (``False``) and left zero;
+* **global**: the pooled target windows of all spots of a section (no extra pixels).
+
+Pixels of a partly outside target window are zero-padded; windows are never shifted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from .._docs import inject_docs
+from .._validators import assert_one_of, assert_positive_int
+from ._images import Level, SectionImage, open_source
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+__all__ = ["GRID", "SectionGeometry", "SpotWindows", "WindowSpec", "resample", "section_geometry", "spot_windows"]
+
+GRID = 5
+"""Side of the neighbour grid (5 × 5 tiles)."""
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Resolved window request: output size and either native resolution or a physical size."""
+
+    out_px: int
+    target_um: float | None = None  # None → native full resolution
+
+    @property
+    def mode(self) -> str:
+        """``"native"`` or ``"physical"``."""
+        return "native" if self.target_um is None else "physical"
+
+    @classmethod
+    def resolve(cls, *, target_px: int, target_um: float | None, target_mpp: float | None) -> WindowSpec:
+        """Validate the three window arguments and combine them."""
+        assert_positive_int(target_px, name="target_px")
+        for name, val in (("target_um", target_um), ("target_mpp", target_mpp)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int | float) or not val > 0):
+                raise ValueError(f"`{name}` must be a positive number of micrometres, got {val!r}.")
+        if target_um is None and target_mpp is None:
+            return cls(int(target_px))
+        if target_um is None:
+            return cls(int(target_px), float(target_px * target_mpp))
+        if target_mpp is None:
+            return cls(int(target_px), float(target_um))
+        px = target_um / target_mpp
+        if abs(px - target_px) > 0.5:
+            raise ValueError(
+                f"`target_um`={target_um} at `target_mpp`={target_mpp} is {px:g} px but `target_px`={target_px}: "
+                f"pass `target_px={round(px)}` or give only one of `target_um` / `target_mpp`."
+            )
+        return cls(int(target_px), float(target_um))
+
+    def to_dict(self) -> dict:
+        """Parameters for ``uns`` and cache keys."""
+        out = {"mode": self.mode, "target_px": self.out_px}
+        if self.target_um is not None:
+            out |= {"target_um": self.target_um, "target_mpp": self.target_um / self.out_px}
+        return out
+
+
+@dataclass
+class SectionGeometry:
+    """Where the windows of one section lie on the chosen pyramid level."""
+
+    section: str
+    level: Level
+    crop_px: int  # window side in level pixels (cut), resampled to out_px
+    out_px: int
+    mpp_full: float  # µm per full-resolution pixel
+    centers: np.ndarray  # (n, 2) continuous level coordinates (x, y)
+    origins: np.ndarray  # (n, 2) int64 target-window origin (y, x) in level pixels
+
+    @property
+    def window_um(self) -> float:
+        """Field of view of a window in micrometres."""
+        return self.crop_px * self.level.scale * self.mpp_full
+
+    @property
+    def out_mpp(self) -> float:
+        """µm per pixel of the resampled window."""
+        return self.window_um / self.out_px
+
+    def neighbor_origins(self) -> np.ndarray:
+        """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y)."""
+        steps = (np.arange(GRID) - GRID // 2) * self.crop_px
+        dy, dx = np.meshgrid(steps, steps, indexing="ij")
+        delta = np.stack([dy.ravel(), dx.ravel()], axis=1)
+        return self.origins[:, None, :] + delta[None]
+
+    def neighbor_mask(self, origins: np.ndarray | None = None) -> np.ndarray:
+        """``(n, 25)`` bool: tile entirely inside the image."""
+        o = self.neighbor_origins() if origins is None else origins
+        H, W = self.level.shape
+        n = self.crop_px
+        return (o[..., 0] >= 0) & (o[..., 1] >= 0) & (o[..., 0] + n <= H) & (o[..., 1] + n <= W)
+
+    def to_dict(self) -> dict:
+        """Per-section provenance for ``uns``."""
+        return {
+            "level": int(self.level.index),
+            "level_scale": float(self.level.scale),
+            "crop_px": int(self.crop_px),
+            "out_px": int(self.out_px),
+            "window_um": float(self.window_um),
+            "um_per_px": float(self.out_mpp),
+            "neighbor_um": float(GRID * self.window_um),
+        }
+
+
+def section_geometry(
+    image: SectionImage, spec: WindowSpec, xy_full: np.ndarray, *, mpp_full: float, section: str
+) -> SectionGeometry:
+    """Choose the pyramid level and place the target windows of spots at full-resolution ``xy_full`` ``(n, 2)``."""
+    side_full = spec.out_px if spec.target_um is None else spec.target_um / mpp_full
+    level = image.choose_level(side_full / spec.out_px)
+    crop = max(1, int(round(side_full / level.scale)))
+    centers = level.to_level(xy_full)
+    origin_xy = np.floor(centers - crop / 2 + 0.5).astype(np.int64)
+    return SectionGeometry(section, level, crop, spec.out_px, mpp_full, centers, origin_xy[:, ::-1].copy())
+
+
+def check_spots_inside(image: SectionImage, xy_full: np.ndarray, *, section: str, ids=None) -> None:
+    """Raise when a spot centre lies outside the section image."""
+    H, W = image.full_shape
+    bad = ~((xy_full[:, 0] >= 0) & (xy_full[:, 1] >= 0) & (xy_full[:, 0] < W) & (xy_full[:, 1] < H))
+    bad |= ~np.isfinite(xy_full).all(axis=1)
+    if bad.any():
+        shown = list((np.arange(len(xy_full)) if ids is None else np.asarray(ids))[bad][:5])
+        raise ValueError(
+            f"section {section!r}: {int(bad.sum())} spot centre(s) lie outside the {W}×{H} px image "
+            f"{image.key!r} (first: {shown}); check the spot coordinates and the image transformation."
+        )
+
+
+def resample(batch: np.ndarray, out_px: int) -> np.ndarray:
+    """Resize ``uint8`` windows ``(B, 3, n, n)`` to ``(B, 3, out_px, out_px)`` (bilinear, antialiased)."""
+    if batch.shape[-1] == out_px:
+        return batch
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch)).float()
+    y = torch.nn.functional.interpolate(x, size=(out_px, out_px), mode="bilinear", antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+class SpotWindows(NamedTuple):
+    """Windows returned by :func:`spot_windows`."""
+
+    images: np.ndarray
+    """``uint8``; target ``(n, H, W, 3)``, neighbour ``(n, 25, H, W, 3)`` (masked tiles are zero)."""
+    mask: np.ndarray
+    """``bool``; target ``(n,)`` (all ``True``), neighbour ``(n, 25)`` (tile inside the image)."""
+    info: dict
+    """Geometry: pyramid level, crop and output size in pixels, field of view in µm, µm/px."""
+
+
+@inject_docs()
+def spot_windows(
+    sdata: SpatialData,
+    *,
+    section: str,
+    scale: str = "target",
+    spots: np.ndarray | list[int] | None = None,
+    target_px: int = 224,
+    target_um: float | None = None,
+    target_mpp: float | None = None,
+    table_key: str | None = None,
+) -> SpotWindows:
+    """Cut the target or neighbour windows of spots, exactly as :func:`genedml.pp.embed` feeds them to the encoder.
+
+    Parameters
+    ----------
+    {sdata}
+    section
+        Section name.
+    scale
+        ``"target"`` (the spot's window) or ``"neighbor"`` (the 5 × 5 tile grid around it).
+    spots
+        Positions of the spots within the section (table order); ``None`` means all (mind the memory for
+        ``"neighbor"``: 25 tiles per spot).
+    target_px
+        Window side in output pixels.
+    target_um
+        Physical window side in µm; ``None`` with ``target_mpp=None`` means ``target_px`` native pixels.
+    target_mpp
+        Output resolution in µm/px (e.g. 0.5 → 224 px cover 112 µm).
+    {table_key}
+
+    Returns
+    -------
+    :class:`~genedml.pp.SpotWindows` with ``images``, ``mask`` and ``info``.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> sec = gd.io.sections(sdata)[0]
+    >>> w = gd.pp.spot_windows(sdata, section=sec, scale="neighbor", spots=[0], target_px=32)
+    >>> w.images.shape, w.mask.shape
+    ((1, 25, 32, 32, 3), (1, 25))
+    """
+    from ..io import pixel_size, spot_centers
+
+    assert_one_of(scale, ("target", "neighbor"), name="scale")
+    spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
+    image = SectionImage.from_sdata(sdata, section)
+    xy = spot_centers(sdata, section, table_key=table_key)
+    idx = np.arange(len(xy)) if spots is None else np.asarray(spots, dtype=np.int64).ravel()
+    if idx.size and (idx.min() < 0 or idx.max() >= len(xy)):
+        raise ValueError(f"`spots` must index the {len(xy)} spots of section {section!r}, got {idx.tolist()[:5]}.")
+    check_spots_inside(image, xy[idx], section=section, ids=idx)
+    geo = section_geometry(image, spec, xy[idx], mpp_full=pixel_size(sdata, section), section=section)
+    source = open_source(geo.level)
+    if scale == "target":
+        buf = np.empty((len(idx), 3, geo.crop_px, geo.crop_px), np.uint8)
+        if len(idx):
+            source.cut(geo.origins, geo.crop_px, buf)
+        imgs = resample(buf, geo.out_px).transpose(0, 2, 3, 1)
+        return SpotWindows(np.ascontiguousarray(imgs), np.ones(len(idx), bool), geo.to_dict())
+    origins = geo.neighbor_origins().reshape(-1, 2)
+    mask = geo.neighbor_mask().reshape(-1)
+    buf = np.zeros((len(origins), 3, geo.crop_px, geo.crop_px), np.uint8)
+    if mask.any():
+        tiles = np.empty((int(mask.sum()), 3, geo.crop_px, geo.crop_px), np.uint8)
+        source.cut(origins[mask], geo.crop_px, tiles)
+        buf[mask] = tiles
+    imgs = resample(buf, geo.out_px).transpose(0, 2, 3, 1).reshape(len(idx), GRID * GRID, geo.out_px, geo.out_px, 3)
+    return SpotWindows(np.ascontiguousarray(imgs), mask.reshape(len(idx), GRID * GRID), geo.to_dict())
