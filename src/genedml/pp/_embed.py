@@ -364,7 +364,7 @@ def _load_variant(table, rec: dict, variant: int) -> np.ndarray:
     store = FeatureCache(rec.get("cachedir", settings.cachedir))
     out = np.full((table.n_obs, int(rec["T"]), int(rec["D"])), np.nan, np.float16)
     for sec, info in rec["sections"].items():
-        key = dict(info["cache_keys"])[f"target/{variant}"]
+        key = {str(k): str(v) for k, v in info["cache_keys"]}[f"target/{variant}"]
         arrays = store.load(key)
         if arrays is None:
             raise FileNotFoundError(

@@ -83,7 +83,9 @@ class FeatureWriter:
         rows = table_rows(self.table, task.section)
         for key, shape, dtype, entry, field in self._specs():
             self._array(key, shape, dtype)[rows] = entries[entry][field]
-        self.sections[task.section] = {**task.geometry.to_dict(), "cache_keys": dict(task.keys)}
+        # pairs, not a dict: entry names such as "target/0" are not valid zarr keys
+        pairs = [[k, v] for k, v in task.keys.items()]
+        self.sections[task.section] = {**task.geometry.to_dict(), "cache_keys": pairs}
 
     def finish(self) -> None:
         """Put the arrays into ``obsm`` and the provenance record into ``uns["genedml"]["features"]``."""

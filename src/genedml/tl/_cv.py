@@ -235,7 +235,9 @@ def cross_validate(
             if keep_models:
                 models[(name, f)] = model
             bar.update(1)
-            logger.info("fold %d (%s) %s: PCC(A) %.3f", f, label, name, np.nanmean(res.per_section["pcc_a"]))
+            pcc = res.per_section["pcc_a"].to_numpy(dtype=float)
+            shown = float(pcc[np.isfinite(pcc)].mean()) if np.isfinite(pcc).any() else float("nan")
+            logger.info("fold %d (%s) %s: PCC(A) %.3f", f, label, name, shown)
     bar.close()
     scores = pd.DataFrame(rows)
     if protocol == "paper":

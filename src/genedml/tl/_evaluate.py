@@ -83,7 +83,9 @@ def evaluate(
     if aggregate not in ("section", "spots"):
         raise ValueError(f"`aggregate` must be 'section' or 'spots', got {aggregate!r}.")
     prov = table.uns.get(Keys.uns, {}).get(layer, {})
-    genes = [g for g in prov.get("genes", list(table.var_names[table.var[flag].to_numpy()])) if g in table.var_names]
+    genes = prov.get("genes")
+    genes = list(table.var_names[table.var[flag].to_numpy()]) if genes is None else [str(g) for g in genes]
+    genes = [g for g in genes if g in table.var_names]
     col = table.var_names.get_indexer(genes)
     pred = np.asarray(table.layers[layer], dtype=np.float64)[:, col]
     sec = table.obs[Keys.section].astype(str).to_numpy()
@@ -126,8 +128,9 @@ def _resolve_hpg(hpg, prov, genes, obs, pred, sec, n_hpg) -> tuple[list[str], st
         if missing:
             raise ValueError(f"`hpg`: genes not predicted: {missing[:10]}.")
         return list(hpg), "given"
-    if prov.get("hpg"):
-        return [g for g in prov["hpg"] if g in genes][:k], "validation split (clean)"
+    stored = prov.get("hpg")  # a list, or an array after a zarr round trip
+    if stored is not None and len(stored):
+        return [str(g) for g in stored if str(g) in genes][:k], "validation split (clean)"
     per_gene = metrics.evaluate_sections(obs, pred, sec, genes=genes).per_gene
     return metrics.select_hpg(per_gene.to_numpy(), k=k, genes=genes), "evaluated (optimistic)"
 
