@@ -32,9 +32,12 @@ def test_cli_round_trip(tmp_path, capsys):
     text = (tmp_path / "scores.csv").read_text()
     assert "pcc_a" in text and "S1" in text and "S2" in text
     capsys.readouterr()
-    cv = {**{k: v for k, v in FIT.items() if k not in ("max_epochs", "batch_size", "patience", "progress")},
-          "methods": ["mean", "gene_dml"], "train_config": {"max_epochs": 1, "batch_size": 32, "patience": None},
-          "progress": False}
+    cv = {
+        **{k: v for k, v in FIT.items() if k not in ("max_epochs", "batch_size", "patience", "progress")},
+        "methods": ["mean", "gene_dml"],
+        "train_config": {"max_epochs": 1, "batch_size": 32, "patience": None},
+        "progress": False,
+    }
     cfg_cv = _write(tmp_path / "cv.yaml", {"data": {"synthetic": {"preset": "tiny"}}, "cv": cv})
     assert main(["cv", "--config", str(cfg_cv), "--out", str(tmp_path / "cv")]) == 0
     out = capsys.readouterr().out
