@@ -106,6 +106,11 @@ class GeneDMLNet(nn.Module):
             if width % getattr(c, name):
                 raise ValueError(f"`config.{name}`={getattr(c, name)} must divide the trunk width {width}.")
         self.trunk_in = nn.Identity() if width == in_dim else nn.Linear(in_dim, width)
+        # Per-feature standardisation of the frozen encoder's outputs (set from training statistics by the model
+        # class; identity by default). Encoders differ wildly in output scale (a randomly initialised CNN gives
+        # values ~1e-4), and the trunk has no input normalisation of its own.
+        self.register_buffer("feature_shift", torch.zeros(in_dim))
+        self.register_buffer("feature_scale", torch.ones(in_dim))
         self.neighbor_encoder = NeighborEncoder(
             width, c.neighbor_depth, c.neighbor_heads, c.neighbor_mlp_dim, c.neighbor_dropout, grid=c.neighbor_grid
         )
@@ -130,7 +135,15 @@ class GeneDMLNet(nn.Module):
         Returns one ``(N_s, width)`` tensor per section, in the spots' input order (``width`` = ``trunk_dim`` or
         ``D``); pass the list as ``section_tokens`` to :meth:`forward` to reuse it across chunks of a section.
         """
-        return [self.global_encoder(self.trunk_in(f), p) for f, p in zip(section_feats, section_pos)]
+        return [self.global_encoder(self._trunk(f), p) for f, p in zip(section_feats, section_pos)]
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk_in((x - self.feature_shift) / self.feature_scale)
+
+    def set_feature_stats(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
+        """Standardise encoder features as ``(x - shift) / scale`` before the trunk (``scale`` floored at 1e-8)."""
+        self.feature_shift.copy_(torch.as_tensor(shift, dtype=self.feature_shift.dtype))
+        self.feature_scale.copy_(torch.as_tensor(scale, dtype=self.feature_scale.dtype).clamp_min(1e-8))
 
     def forward(
         self,
@@ -212,12 +225,12 @@ class GeneDMLNet(nn.Module):
         spot_of: torch.Tensor,
     ) -> torch.Tensor:
         """Concatenate target, encoded neighbour and gathered global tokens: ``(B, T + grid² + 1, width)``."""
-        nb = self.neighbor_encoder(self.trunk_in(neighbor), neighbor_mask)
+        nb = self.neighbor_encoder(self._trunk(neighbor), neighbor_mask)
         sizes = torch.as_tensor([t.shape[0] for t in section_tokens], device=spot_of.device)
         offsets = torch.cumsum(sizes, 0) - sizes
         rows = offsets[section_of.long()] + spot_of.long()
         glob = torch.cat(list(section_tokens), dim=0)[rows.to(section_tokens[0].device)]
-        return torch.cat([self.trunk_in(target), nb, glob[:, None, :]], dim=1)
+        return torch.cat([self._trunk(target), nb, glob[:, None, :]], dim=1)
 
     def predict(
         self,
