@@ -69,7 +69,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch, request):
             monkeypatch.setenv("GENEDML_HER2ST_DIR", str(HER2ST_DIR))
         elif not request.config.getoption("--internet-tests"):
             pytest.skip(f"HER2ST files not found at {HER2ST_DIR}; downloading them needs --internet-tests")
-    # The kernel inherits this environment: fresh caches, so nothing computed earlier is reused.
+    # The kernel inherits this environment: fresh caches, so nothing computed earlier is reused; figures inline
+    # (conftest.py sets MPLBACKEND=Agg for the test process, which would leave the notebooks without figures).
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("GENEDML_CACHEDIR", str(tmp_path / "features"))
     monkeypatch.setenv("GENEDML_DATASETDIR", str(tmp_path / "datasets"))
     work = tmp_path / "run"
