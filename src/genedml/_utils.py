@@ -27,6 +27,19 @@ def resolve_progress(progress: bool | None) -> bool:
     return settings.progress_bar if progress is None else bool(progress)
 
 
+def tqdm_class():
+    """The progress-bar class: notebook widgets when ipywidgets is installed, plain text otherwise.
+
+    ``tqdm.auto`` in Jupyter without ipywidgets warns ("IProgress not found") on every bar; the text bar works there.
+    """
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.

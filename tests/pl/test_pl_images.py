@@ -37,3 +37,8 @@ def test_image_gene_scores(check_image):
     rng = np.random.default_rng(0)
     pcc = pd.Series(np.clip(rng.normal(0.25, 0.15, 120), -0.3, 0.9), index=[f"GENE{i}" for i in range(120)])
     check_image(gd.pl.gene_scores(pcc, top=8), "gene_scores")
+
+
+def test_image_spots(pred_sdata, check_image):
+    # each panel zoomed to its spots, circles at their true size, one colour bar for the gene
+    check_image(gd.pl.spots(pred_sdata, color="GNAS", max_px=300), "spots")

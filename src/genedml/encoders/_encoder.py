@@ -28,6 +28,7 @@ from ._weights import (
 __all__ = ["Encoder", "create_encoder", "resolve_device"]
 
 _INTERP = {"bicubic": "bicubic", "bilinear": "bilinear", "nearest": "nearest", "area": "area"}
+_WARNED_RANDOM: set[str] = set()  # encoders whose random-weights warning was logged in this process
 
 
 class Encoder(nn.Module):
@@ -354,10 +355,12 @@ def create_encoder(
     elif pretrained:
         model, weights_hash = _from_pretrained(spec)
     else:
-        logger.warning(
-            "encoder %r uses random weights (`pretrained=False`): its features carry no learned information.",
-            spec.name,
-        )
+        if spec.name not in _WARNED_RANDOM:  # once per encoder and process, not at every setup/predict
+            _WARNED_RANDOM.add(spec.name)
+            logger.warning(
+                "encoder %r uses random weights (`pretrained=False`): its features carry no learned information.",
+                spec.name,
+            )
         model = _build_architecture(spec)
         weights_hash = state_dict_sha256(model.state_dict())
     return Encoder(model, identity=spec.name, weights_hash=weights_hash, spec=spec).to(dev)

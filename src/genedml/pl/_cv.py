@@ -119,6 +119,8 @@ def _bars(ax, stats: pd.DataFrame, metric: str, colors: list[str]) -> None:
             va = "bottom" if m >= 0 else "top"
             weight = "bold" if xi == best else "normal"
             ax.text(xi, y + 0.02 * top * np.sign(m or 1), f"{m:.3f}", ha="center", va=va, fontsize=8, weight=weight)
+        else:  # e.g. the mean predictor's PCC: a constant prediction has none
+            ax.text(xi, 0.02 * top, "n/a", ha="center", va="bottom", fontsize=8, color="#7f7f7f")
     ax.set_xticks(x, stats.index, rotation=30 if len(stats) > 2 else 0, ha="right" if len(stats) > 2 else "center")
     ax.set_title(_label(metric), fontsize=10)
     if not np.isfinite(mean).any():

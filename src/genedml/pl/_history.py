@@ -181,6 +181,10 @@ def _draw_lr(ax, df: pd.DataFrame, cols: list[str]) -> None:
     values = values[np.isfinite(values)]
     if values.size and (values > 0).all() and values.max() / values.min() > 20:
         ax.set_yscale("log")
+    elif values.size and values.max() == values.min():  # a constant rate: one labelled level, not an offset axis
+        v = float(values[0])
+        ax.set_ylim(v * 0.5, v * 1.5) if v > 0 else ax.set_ylim(-1, 1)
+        ax.set_yticks([v], [f"{v:.3g}"])
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     ax.set_ylabel("learning rate")

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._keys import Keys
-from ..io._model import get_table
-from ..io._views import section_thumbnail
-from ._utils import add_circles, check_sections, section_geometry, section_labels
+from ..io._model import get_table, image_shape
+from ._utils import add_circles, check_sections, crop_box, section_geometry, section_labels, show_he, thumbnail
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,6 +27,7 @@ def spots(
     max_px: int = 1000,
     cmap: str = "viridis",
     ncols: int = 4,
+    crop: bool = True,
 ) -> Figure:
     """Draw each section's H&E with its spots at their true size, coloured by ``color`` (a gene) if given.
 
@@ -46,11 +46,13 @@ def spots(
     table_key
         Spot table; defaults to ``"table"``.
     max_px
-        Longest side of the displayed thumbnail (only this much of a lazy slide is read).
+        About this many pixels across each panel's (cropped) view; only that resolution of a lazy slide is read.
     cmap
         Matplotlib colour map.
     ncols
         Panels per row.
+    crop
+        Zoom each panel to its spots (plus a margin of two spot radii); ``False`` shows the whole image.
 
     Returns
     -------
@@ -75,15 +77,16 @@ def spots(
     vmin, vmax = (np.nanmin(values), np.nanmax(values)) if values is not None else (0, 1)
     mappable = None
     for ax, sec in zip(axes.ravel(), secs):
-        thumb, scale = section_thumbnail(sdata, sec, max_px=max_px)
-        ax.imshow(thumb, extent=(0, thumb.shape[1] * scale, thumb.shape[0] * scale, 0))
         rows, xy, radius = section_geometry(sdata, table, sec)
+        shape = image_shape(sdata, sec)
+        box = crop_box(xy, radius, shape) if crop else (0.0, float(shape[1]), 0.0, float(shape[0]))
+        thumb, extent = thumbnail(sdata, sec, box, max_px)
+        show_he(ax, thumb, extent, box)
         if values is not None:
             mappable = add_circles(ax, xy, radius, values[rows], cmap=cmap, clim=(vmin, vmax), edgecolor="none")
         else:
             add_circles(ax, xy, radius, facecolor="none", edgecolor="black", linewidth=0.5)
         ax.set_title(f"{sec} ({len(xy)} spots)")
-        ax.set_axis_off()
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     if mappable is not None:

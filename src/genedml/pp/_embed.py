@@ -284,11 +284,13 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
     """Run the sections in order; with workers, the next section is planned (decoded) while one computes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm.auto import tqdm
-
+    from .._utils import tqdm_class
     from . import _embed_run
 
-    bar = tqdm(total=0, unit="win", desc=f"embed {enc.identity}", disable=not resolve_progress(progress))
+    # delay: a run served from the cache finishes before the bar would show, so it prints nothing
+    bar = tqdm_class()(
+        total=0, unit="win", desc=f"embed {enc.identity}", disable=not resolve_progress(progress), delay=0.5
+    )
     ctx = RunContext(enc, store, opts["batch_size"], opts["num_workers"], amp_dtype, bar, _embed_run.CHUNK_WINDOWS)
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="genedml-plan") as pool:
         prefetch = opts["num_workers"] > 0

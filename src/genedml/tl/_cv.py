@@ -111,6 +111,8 @@ def cross_validate(
     pretrained: bool = True,
     weights: str | None = None,
     target_px: int = 224,
+    target_um: float | None = None,
+    target_mpp: float | None = None,
     dihedral: bool = False,
     config: Any = None,
     train_config: dict | None = None,
@@ -145,8 +147,9 @@ def cross_validate(
         ``"clean"`` or ``"paper"``.
     genes, n_genes, panel, normalize, smooth
         Gene set and target recipe (see `gd.tl.fit`).
-    encoder, pretrained, weights, target_px, dihedral
-        Frozen features shared by all methods.
+    encoder, pretrained, weights, target_px, target_um, target_mpp, dihedral
+        Encoder and window geometry shared by all methods (see `gd.tl.fit`): ``target_um`` resamples a window of
+        that many µm to ``target_px`` pixels, ``target_mpp`` fixes the µm per pixel instead.
     config
         `GeneDMLConfig` (or preset/dict) for the Gene-DML family.
     train_config
@@ -190,7 +193,15 @@ def cross_validate(
         raise ValueError(f"`groupby`={groupby!r} has {n_groups} group: cross-validation needs at least 2.")
     folds = leave_one_group_out(groups) if k is None else group_kfold(groups, k=k, seed=seed)
     tc = {**(train_config or {}), "protocol": protocol, "seed": seed}
-    shared = dict(encoder=encoder, pretrained=pretrained, weights=weights, target_px=target_px, dihedral=dihedral)
+    shared = dict(
+        encoder=encoder,
+        pretrained=pretrained,
+        weights=weights,
+        target_px=target_px,
+        target_um=target_um,
+        target_mpp=target_mpp,
+        dihedral=dihedral,
+    )
     resume = Path(resume_dir) if resume_dir is not None else None
     rows, models, per_gene = [], {}, {}
     bar = _bar(len(folds) * len(methods), progress)
@@ -304,9 +315,9 @@ def _summarise(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _bar(total: int, progress: bool | None):
-    from tqdm.auto import tqdm
+    from .._utils import tqdm_class
 
-    return tqdm(total=total, desc="cross-validation", disable=not resolve_progress(progress), leave=False)
+    return tqdm_class()(total=total, desc="cross-validation", disable=not resolve_progress(progress), leave=False)
 
 
 def _done_path(resume: Path | None, name: str, f: int) -> Path | None:

@@ -230,9 +230,9 @@ def _cut_windows(sdata, enc, spot_sections: np.ndarray, sections: list[str], tab
 def _progress(items: list[str], progress: bool | None):
     if not resolve_progress(progress) or len(items) < 2:
         return items
-    from tqdm.auto import tqdm
+    from ..._utils import tqdm_class
 
-    return tqdm(items, desc="cut windows", leave=False)
+    return tqdm_class()(items, desc="cut windows", leave=False)
 
 
 def _backbone(enc, *, pretrained_weights: bool) -> tuple[torch.nn.Module, dict]:

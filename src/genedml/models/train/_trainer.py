@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -17,6 +20,29 @@ from ._datamodule import SpotDataModule
 from ._plan import GeneDMLPlan
 
 __all__ = ["FitResult", "HistoryCallback", "build_trainer", "run_fit"]
+
+
+# Lightning's start-up banners ("GPU available: False …", "TPU available …", a LitLogger advert) go through these
+# loggers at INFO; genedml shows them only when its own logger is at DEBUG.
+_LIGHTNING_BANNER_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's INFO banners and its pytree ``LeafSpec`` deprecation notice for the enclosed block."""
+    loggers = [logging.getLogger(n) for n in _LIGHTNING_BANNER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    if not logger.isEnabledFor(logging.DEBUG):
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # Lightning's own helper calls a torch API that recent torch deprecates; nothing a user can act on.
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 class HistoryCallback(Callback):
@@ -114,10 +140,11 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
     ckpt_dir = inherited or tmp.name
     os.environ[_FIT_DIR_ENV] = ckpt_dir
     try:
-        trainer, ckpt = build_trainer(
-            tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=ckpt_dir, history=history
-        )
-        with warnings.catch_warnings():
+        with quiet_lightning():
+            trainer, ckpt = build_trainer(
+                tc, has_val=dm.val_data is not None, progress=progress, ckpt_dir=ckpt_dir, history=history
+            )
+        with quiet_lightning(), warnings.catch_warnings():
             # Our loaders are in-memory tensors: worker processes would only add start-up cost.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*The number of training batches.*")
