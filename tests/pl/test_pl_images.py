@@ -42,3 +42,9 @@ def test_image_gene_scores(check_image):
 def test_image_spots(pred_sdata, check_image):
     # each panel zoomed to its spots, circles at their true size, one colour bar for the gene
     check_image(gd.pl.spots(pred_sdata, color="GNAS", max_px=300), "spots")
+
+
+def test_image_predicted_vs_observed(pred_sdata, check_image):
+    # identity line through the shared range, r and n in the title, equal axes
+    ax = gd.pl.predicted_vs_observed(pred_sdata, gene="GNAS")
+    check_image(ax.figure, "predicted_vs_observed")
