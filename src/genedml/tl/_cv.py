@@ -45,14 +45,20 @@ class CVResult:
     params: dict = field(default_factory=dict)
 
     def table(self, *, metrics: tuple[str, ...] = tuple(SCORES), digits: int = 3) -> pd.DataFrame:
-        """The paper's Table 1 layout: one row per method, ``mean ± std`` strings per metric."""
+        """The paper's Table 1 layout: one row per method, ``mean ± std`` strings per metric.
+
+        Under ``protocol="paper"`` the index is named ``"method (paper protocol: optimistic)"``, so a printed table
+        carries the label.
+        """
         out = {}
         for m, df in self.summary.groupby(level=0, sort=False):
             df = df.droplevel(0)
             out[m] = {
                 k: f"{df.loc[k, 'mean']:.{digits}f} ± {df.loc[k, 'std']:.{digits}f}" for k in metrics if k in df.index
             }
-        return pd.DataFrame(out).T
+        df = pd.DataFrame(out).T
+        df.index.name = "method (paper protocol: optimistic)" if self.params.get("optimistic") else "method"
+        return df
 
     def ensemble(self, method: str) -> EnsembleModel:
         """The fold models of ``method`` as one model whose prediction is their mean (for external data)."""
@@ -177,10 +183,14 @@ def cross_validate(
     from .. import metrics, pp
     from .._settings import settings
     from ..dataloaders import group_kfold, leave_one_group_out
-    from ..models import make_method
+    from ..models import METHODS, load_method, make_method
 
     if protocol not in ("clean", "paper"):
         raise ValueError(f"`protocol` must be 'clean' or 'paper', got {protocol!r}.")
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"`methods` must name some of {list(METHODS)}; unknown: {unknown or 'none given'}.")
     table = get_table(sdata, table_key=table_key)
     if groupby not in table.obs:
         raise KeyError(f"`groupby`={groupby!r} is not an obs column (e.g. 'patient' or 'section').")
@@ -208,13 +218,38 @@ def cross_validate(
     for f, (tr, te, label) in enumerate(folds):
         train_secs, test_secs = sorted(set(sec[tr])), sorted(set(sec[te]))
         for name in methods:
-            done = _load_done(resume, name, f)
+            kw = {**shared, **(method_kwargs or {}).get(name, {})}
+            fingerprint = _fingerprint(
+                method=name,
+                method_kwargs=kw,
+                train_sections=train_secs,
+                test_sections=test_secs,
+                groupby=groupby,
+                k=k,
+                protocol=protocol,
+                genes=genes,
+                n_genes=n_genes,
+                panel=panel,
+                normalize=normalize,
+                smooth=smooth,
+                config=config,
+                train_config=tc,
+                n_hpg=n_hpg,
+            )
+            done = _load_done(resume, name, f, fingerprint)
+            saved = _model_path(resume, name, f) if resume is not None else None
+            if done is not None and keep_models and not saved.is_file():
+                # scores without a model (an earlier run with keep_models=False): retrain so that every fold
+                # model is there for `CVResult.ensemble`
+                logger.info("resume: %s fold %d has scores but no saved model; retraining it", name, f)
+                done = None
             if done is not None:
                 rows += done["rows"]
                 per_gene[(name, f)] = pd.DataFrame(done["per_gene"])
+                if keep_models:
+                    models[(name, f)] = load_method(saved, sdata=sdata, table_key=table_key)
                 bar.update(1)
                 continue
-            kw = {**shared, **(method_kwargs or {}).get(name, {})}
             model = make_method(name, config=config, train_config=tc, **kw)
             model.setup(
                 sdata,
@@ -234,7 +269,7 @@ def cross_validate(
             truth = pp.normalize(
                 sdata, genes=model.genes_, recipe=normalize, smooth=smooth, table_key=table_key, inplace=False
             )[test_rows]
-            hpg = model.fit_info_.get("hpg") if protocol == "clean" else None
+            hpg = list(model.fit_info_.get("hpg") or [])[:n_hpg] if protocol == "clean" else None  # best first
             res = metrics.evaluate_sections(truth, pred, sec[test_rows], genes=model.genes_, hpg=hpg or None)
             fold_rows = [
                 {"method": name, "fold": f, "test_group": label, "section": s, **r}
@@ -242,7 +277,9 @@ def cross_validate(
             ]
             rows += fold_rows
             per_gene[(name, f)] = res.per_gene
-            _save_done(resume, name, f, fold_rows, res.per_gene)
+            if resume is not None and keep_models:  # the model first: the scores file marks the fold as done
+                model.save(saved, overwrite=True)
+            _save_done(resume, name, f, fold_rows, res.per_gene, fingerprint)
             if keep_models:
                 models[(name, f)] = model
             bar.update(1)
@@ -297,8 +334,8 @@ def _paper_hpg(scores: pd.DataFrame, per_gene: dict, n_hpg: int) -> pd.DataFrame
         for f, pg in folds.items():
             for s in pg.index:
                 m = (scores["method"] == name) & (scores["fold"] == f) & (scores["section"] == s)
-                with np.errstate(all="ignore"):
-                    scores.loc[m, "pcc_h"] = float(np.nanmean(pg.loc[s, hpg].to_numpy(dtype=float)))
+                r = pg.loc[s, hpg].to_numpy(dtype=float)
+                scores.loc[m, "pcc_h"] = float(r[np.isfinite(r)].mean()) if np.isfinite(r).any() else np.nan
     return scores
 
 
@@ -324,18 +361,37 @@ def _done_path(resume: Path | None, name: str, f: int) -> Path | None:
     return None if resume is None else resume / f"{name}.fold{f}.json"
 
 
-def _load_done(resume: Path | None, name: str, f: int) -> dict | None:
+def _model_path(resume: Path, name: str, f: int) -> Path:
+    return resume / f"{name}.fold{f}.pt"
+
+
+def _fingerprint(**what) -> dict:
+    """JSON-normal form of everything that decides a (method, fold) result (compared when resuming)."""
+    return json.loads(json.dumps(what, default=repr, sort_keys=True))
+
+
+def _load_done(resume: Path | None, name: str, f: int, fingerprint: dict) -> dict | None:
     p = _done_path(resume, name, f)
     if p is None or not p.is_file():
         return None
+    done = json.loads(p.read_text())
+    old = done.get("fingerprint")
+    if old != fingerprint:
+        differ = sorted(k for k in set(fingerprint) | set(old or {}) if (old or {}).get(k) != fingerprint.get(k))
+        raise ValueError(
+            f"`resume_dir`={str(resume)!r} holds a result of {name!r} fold {f} from a different run "
+            f"(differs in: {', '.join(differ) or 'unrecorded settings'}): pass a new `resume_dir` or delete {p}."
+        )
     logger.info("resume: %s fold %d already done (%s)", name, f, p)
-    return json.loads(p.read_text())
+    return done
 
 
-def _save_done(resume: Path | None, name: str, f: int, rows: list[dict], per_gene: pd.DataFrame) -> None:
+def _save_done(
+    resume: Path | None, name: str, f: int, rows: list[dict], per_gene: pd.DataFrame, fingerprint: dict
+) -> None:
     p = _done_path(resume, name, f)
     if p is None:
         return
-    payload = {"rows": rows, "per_gene": json.loads(per_gene.to_json())}
+    payload = {"fingerprint": fingerprint, "rows": rows, "per_gene": json.loads(per_gene.to_json())}
     with atomic_path(p) as tmp:
         tmp.write_text(json.dumps(payload, default=float))

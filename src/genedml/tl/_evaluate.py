@@ -39,7 +39,9 @@ def evaluate(
 
     Writes ``layers[f"{layer}_observed"]`` (normalised measured values of the predicted genes, NaN elsewhere),
     ``var[f"genedml_pcc_{layer}"]`` (per-gene PCC averaged over sections) and ``uns["genedml"]["evaluation"][layer]``
-    (``per_section`` DataFrame, ``summary`` dict, ``hpg``, ``hpg_source``, ``protocol``, ``optimistic``, recipe).
+    (``per_section`` DataFrame, ``summary`` dict, ``genes``, ``hpg``, ``hpg_source``, ``protocol``, ``optimistic``,
+    recipe). A spot is scored when it has a prediction; single NaN predictions are left out pairwise (a gene never
+    predicted finitely scores NaN and is counted in ``n_nan_genes``).
 
     Parameters
     ----------
@@ -89,11 +91,17 @@ def evaluate(
     col = table.var_names.get_indexer(genes)
     pred = np.asarray(table.layers[layer], dtype=np.float64)[:, col]
     sec = table.obs[Keys.section].astype(str).to_numpy()
-    have = np.isfinite(pred).all(axis=1)
-    secs = sorted(set(sec[have])) if sections is None else list(sections)
+    have = np.isfinite(pred).any(axis=1)  # predicted spots; a NaN gene is then left out pairwise by the metrics
+    secs = sorted(set(sec[have])) if sections is None else [str(s) for s in sections]
+    unknown = sorted(set(secs) - set(sec))
+    if unknown:
+        raise KeyError(f"`sections`: unknown section(s) {unknown}; available: {sorted(set(sec))}.")
+    unpredicted = sorted(set(secs) - set(sec[have]))
+    if unpredicted:
+        raise ValueError(f"`sections`: no predictions in `layer`={layer!r} for section(s) {unpredicted}.")
     rows = np.flatnonzero(np.isin(sec, secs) & have)
     if rows.size == 0:
-        raise ValueError(f"`sections`={secs}: no spot with predictions to evaluate.")
+        raise ValueError(f"`layer`={layer!r}: no spot with predictions to evaluate.")
     norm = dict(prov.get("normalize", {}))
     observed = pp.normalize(
         sdata if table_key is None else table,
@@ -140,14 +148,17 @@ def _write(table, layer, col, rows, observed, per_gene, per_section, summary, hp
     obs_layer[np.ix_(rows, col)] = observed[rows]
     table.layers[Keys.observed(layer)] = obs_layer
     pcc = np.full(table.n_vars, np.nan)
-    with np.errstate(all="ignore"):
-        pcc[col] = np.nanmean(np.where(np.isfinite(per_gene.to_numpy()), per_gene.to_numpy(), np.nan), axis=0)
+    r = per_gene.to_numpy(dtype=np.float64)
+    ok = np.isfinite(r)
+    n_ok = ok.sum(axis=0)  # a gene NaN in every section stays NaN (np.nanmean would warn "Mean of empty slice")
+    pcc[col] = np.where(n_ok > 0, np.where(ok, r, 0.0).sum(axis=0) / np.maximum(n_ok, 1), np.nan)
     table.var[Keys.pcc(layer)] = pcc
     ev = table.uns.setdefault(Keys.uns, {}).setdefault("evaluation", {})
     optimistic = bool(prov.get("optimistic", False)) or source.endswith("(optimistic)")
     ev[layer] = {
         "per_section": per_section.reset_index(),
         "summary": {k: float(v) for k, v in summary.items()},
+        "genes": [str(g) for g in table.var_names[col]],
         "hpg": list(hpg),
         "hpg_source": source,
         "protocol": prov.get("protocol", "unknown"),
