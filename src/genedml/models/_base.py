@@ -285,8 +285,11 @@ class SpotModel:
                     f"{self.encoder_info_[k]!r}: predictions need the training encoder and weights."
                 )
 
-    def _validation_hpg(self, k: int = 50) -> list[str] | None:
-        """Top-``k`` genes by PCC on the validation split (HPG chosen without the test data, protocol "clean")."""
+    def _validation_hpg(self, k: int | None = None) -> list[str] | None:
+        """Genes ranked by PCC on the validation split, best first: the top ``k`` (``None``: all).
+
+        The HPG of protocol "clean" are the first ``n_hpg`` of this ranking, chosen without the test data.
+        """
         from .. import metrics
 
         data = self._val_data
@@ -300,7 +303,8 @@ class SpotModel:
             return None
         mean_r = np.where(ok, r, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1)
         mean_r[~ok.any(axis=0)] = np.nan
-        return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
+        n = len(self.genes_) if k is None else min(k, len(self.genes_))
+        return metrics.top_k_genes(mean_r, n, genes=self.genes_)
 
     def predict(
         self,

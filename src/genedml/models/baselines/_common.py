@@ -81,8 +81,13 @@ class Baseline(SpotModel):
             return None
         return np.array([self._section_patient.get(s, s) for s in sections])
 
-    def _hpg_from(self, y: np.ndarray, pred: np.ndarray, sections: np.ndarray, k: int = 50) -> list[str] | None:
-        """Top-``k`` genes by mean per-section PCC of held-out predictions (``None`` when no PCC is defined)."""
+    def _hpg_from(
+        self, y: np.ndarray, pred: np.ndarray, sections: np.ndarray, k: int | None = None
+    ) -> list[str] | None:
+        """Genes ranked by mean per-section PCC of held-out predictions, best first (the top ``k``; ``None``: all).
+
+        ``None`` when no PCC is defined. Consumers take the first ``n_hpg`` of the ranking.
+        """
         from ... import metrics
 
         per_gene = metrics.evaluate_sections(y, pred, sections, genes=self.genes_).per_gene.to_numpy()
@@ -91,10 +96,11 @@ class Baseline(SpotModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN gene columns: ranked last below
             mean_r = np.nanmean(per_gene, axis=0)
-        return metrics.top_k_genes(mean_r, min(k, len(self.genes_)), genes=self.genes_)
+        n = len(self.genes_) if k is None else min(k, len(self.genes_))
+        return metrics.top_k_genes(mean_r, n, genes=self.genes_)
 
-    def _validation_hpg(self, k: int = 50) -> list[str] | None:
-        """Top-``k`` genes by PCC on the validation split (`SpotModel`'s rule, silent for all-NaN genes)."""
+    def _validation_hpg(self, k: int | None = None) -> list[str] | None:
+        """Genes ranked by PCC on the validation split, best first (`SpotModel`'s rule, silent for all-NaN genes)."""
         data = self._val_data
         if data is None or data.y is None or len(data) < 3:
             return None
