@@ -305,7 +305,9 @@ def test_paper_protocol_is_optimistic_and_ranks_hpg_over_test_folds(data):
     for _, row in ridge.iterrows():
         expected = per_section[row["fold"]].loc[row["section"], hpg].mean()
         np.testing.assert_allclose(row["pcc_h"], expected, rtol=1e-5)
-    assert res.scores.loc[res.scores["method"] == "mean", "pcc_h"].isna().all()  # no r to rank: NaN, no warning
+        assert row["n_nan_hpg"] == int(per_section[row["fold"]].loc[row["section"], hpg].isna().sum())
+    mean = res.scores[res.scores["method"] == "mean"]
+    assert mean["pcc_h"].isna().all() and (mean["n_nan_hpg"] == 3).all()  # no r to rank: NaN, no warning
 
 
 def test_target_um_reaches_the_models(data):

@@ -336,6 +336,8 @@ def _paper_hpg(scores: pd.DataFrame, per_gene: dict, n_hpg: int) -> pd.DataFrame
                 m = (scores["method"] == name) & (scores["fold"] == f) & (scores["section"] == s)
                 r = pg.loc[s, hpg].to_numpy(dtype=float)
                 scores.loc[m, "pcc_h"] = float(r[np.isfinite(r)].mean()) if np.isfinite(r).any() else np.nan
+                if "n_nan_hpg" in scores:
+                    scores.loc[m, "n_nan_hpg"] = int(np.isnan(r).sum())
     return scores
 
 
