@@ -323,6 +323,21 @@ def test_target_um_reaches_the_models(data):
         assert geo["window_um"] == pytest.approx(160.0) and geo["crop_px"] == 80 and geo["out_px"] == 64
 
 
+def test_method_kwargs_train_config_applies_to_that_method_only(data):
+    res = gd.tl.cross_validate(
+        data,
+        methods=("gene_dml", "bleep"),
+        n_genes=10,
+        train_config={**TRAIN, "max_epochs": 2},
+        method_kwargs={"bleep": {"train_config": {"max_epochs": 1, "protocol": "paper"}}},
+        **CV_KW,
+    )
+    for (name, _), model in res.models.items():
+        assert model.train_config.max_epochs == (1 if name == "bleep" else 2)
+        assert model.train_config.protocol == "clean"  # the call's protocol cannot be overridden per method
+        assert model.train_config.lr == TRAIN["lr"]  # the shared settings stay
+
+
 def test_bad_input_fails_before_any_training(data, monkeypatch):
     from genedml.models._base import SpotModel
 

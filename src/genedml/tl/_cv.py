@@ -161,7 +161,8 @@ def cross_validate(
     train_config
         `TrainConfig` fields shared by trainable methods.
     method_kwargs
-        Extra keyword arguments per method name.
+        Extra keyword arguments per method name; a ``"train_config"`` entry updates ``train_config`` for that method
+        only (``protocol`` and ``seed`` stay those of the call).
     n_hpg
         Number of highly predictive genes.
     keep_models
@@ -219,6 +220,8 @@ def cross_validate(
         train_secs, test_secs = sorted(set(sec[tr])), sorted(set(sec[te]))
         for name in methods:
             kw = {**shared, **(method_kwargs or {}).get(name, {})}
+            # per-method training settings (e.g. fewer epochs for a fine-tuned CNN) over the shared ones
+            tc_m = {**tc, **dict(kw.pop("train_config", None) or {}), "protocol": protocol, "seed": seed}
             fingerprint = _fingerprint(
                 method=name,
                 method_kwargs=kw,
@@ -233,7 +236,7 @@ def cross_validate(
                 normalize=normalize,
                 smooth=smooth,
                 config=config,
-                train_config=tc,
+                train_config=tc_m,
                 n_hpg=n_hpg,
             )
             done = _load_done(resume, name, f, fingerprint)
@@ -250,7 +253,7 @@ def cross_validate(
                     models[(name, f)] = load_method(saved, sdata=sdata, table_key=table_key)
                 bar.update(1)
                 continue
-            model = make_method(name, config=config, train_config=tc, **kw)
+            model = make_method(name, config=config, train_config=tc_m, **kw)
             model.setup(
                 sdata,
                 genes=genes,
