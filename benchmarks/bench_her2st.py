@@ -42,9 +42,8 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-HER2ST = REPO.parent / "shared" / "data" / "her2st"
-SECTIONS = ("B4", "C2", "C3", "C4", "C5")
+from _common import HER2ST, REPO, SECTIONS, read_her2st, set_threads
+
 BASELINE_ROWS = ("triplex", "mean", "ridge", "bleep", "stnet")
 ABLATION_ROWS = ("no_instance_level", "no_global_scale", "no_instance_group", "no_feature_grouping", "plain")
 SPLITS = {
@@ -97,13 +96,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------------------ set-up
-
-
-def _set_threads(n: int) -> None:
-    """BLAS/OpenMP threads must be set before numpy/torch are imported; torch's own count after."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 class _Once(logging.Filter):
@@ -165,24 +157,6 @@ def _prepare(a) -> None:
             a.overrides[key] = val
 
 
-def _samples(base: Path, sections):
-    import pandas as pd
-
-    rows = []
-    for s in sections:
-        (img,) = sorted((base / "data" / "ST-imgs" / s[0] / s).glob("*.jpg"))
-        rows.append(
-            {
-                "section": s,
-                "patient": s[0],
-                "counts": f"data/ST-cnts/{s}.tsv.gz",
-                "spots": f"data/ST-spotfiles/{s}_selection.tsv",
-                "image": str(img.relative_to(base)),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def _write_csv(df, path: Path, **kwargs) -> None:
     from genedml._utils import atomic_path
 
@@ -196,7 +170,7 @@ _STATE: dict = {}
 
 
 def _init_worker(a) -> None:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     import torch
 
     torch.set_num_threads(a.threads)
@@ -210,11 +184,10 @@ def _init_worker(a) -> None:
 
 
 def _sdata(split: str):
-    import genedml as gd
 
     if split not in _STATE:
         a = _STATE["a"]
-        _STATE[split] = gd.io.read_st(_samples(a.data, SPLITS[split][1]), base_dir=a.data)
+        _STATE[split] = read_her2st(a.data, SPLITS[split][1])
     return _STATE[split]
 
 
@@ -362,10 +335,8 @@ def verdict(summary, baselines: list[str], ablations: list[str]) -> list[str]:
 def report_split(a, split: str, log) -> list[str]:
     import pandas as pd
 
-    import genedml as gd
-
     # every (method, fold) is on disk now: this pass only reads them back
-    sdata = gd.io.read_st(_samples(a.data, SPLITS[split][1]), base_dir=a.data)
+    sdata = read_her2st(a.data, SPLITS[split][1])
     res = _cv(a, split, a.all_methods, sdata=sdata)
     summary, scores = res.summary, res.scores
     t_methods = table(summary, a.method_list)
@@ -403,7 +374,7 @@ def embed_task() -> float:
 
     a = _STATE["a"]
     t0 = time.perf_counter()
-    sdata = gd.io.read_st(_samples(a.data, SECTIONS), base_dir=a.data)
+    sdata = read_her2st(a.data)
     gd.pp.embed(sdata, encoder=a.encoder, pretrained=a.pretrained, target_px=a.target_px, target_um=a.target_um_)
     return time.perf_counter() - t0
 
@@ -444,8 +415,7 @@ def run_all(a, log) -> None:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     record(fut.result())
-    else:
-        _init_worker(a)
+    else:  # main() has set this process up as a worker
         if frozen:
             log(f"features: {embed_task():.0f} s (read_st + gd.pp.embed of {len(SECTIONS)} sections)")
         for t in first + rest:
@@ -457,17 +427,9 @@ def run_all(a, log) -> None:
 def main(argv=None) -> int:
     a = parse_args(argv)
     _prepare(a)
-    _set_threads(a.threads)
-    import torch
-
-    torch.set_num_threads(a.threads)
-    import genedml as gd
+    _init_worker(a)  # this process runs tasks too when --jobs 1
     from genedml.models import METHODS, GeneDMLConfig
 
-    gd.settings.progress_bar = False
-    if a.cache_dir is not None:
-        gd.settings.cachedir = a.cache_dir
-    _quiet()
     for m in a.all_methods:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; known: {list(METHODS)}")

@@ -26,37 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-HER2ST = REPO.parent / "shared" / "data" / "her2st"
-SECTIONS = ("B4", "C2", "C3", "C4", "C5")
-
+from _common import HER2ST, read_her2st
 
 # ------------------------------------------------------------------------------------------------ helpers
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _her2st(base: Path):
-    import pandas as pd
-
-    import genedml as gd
-
-    rows = []
-    for s in SECTIONS:
-        (img,) = sorted((base / "data" / "ST-imgs" / s[0] / s).glob("*.jpg"))
-        rows.append(
-            {
-                "section": s,
-                "patient": s[0],
-                "counts": f"data/ST-cnts/{s}.tsv.gz",
-                "spots": f"data/ST-spotfiles/{s}_selection.tsv",
-                "image": str(img.relative_to(base)),
-            }
-        )
-    return gd.io.read_st(pd.DataFrame(rows), base_dir=base)
 
 
 def _noise_block(block_info=None):
@@ -196,7 +172,7 @@ def _current_rss_mb() -> float:
 def work_her2st_extract(a) -> dict:
     import genedml as gd
 
-    sdata = _her2st(Path(a.her2st_dir))
+    sdata = read_her2st(Path(a.her2st_dir))
     secs = gd.io.sections(sdata)
     res = {"spots": int(sdata.tables["table"].n_obs), "sections": len(secs)}
     acc = dict.fromkeys(("bound_n", "bound_decode_s", "bound_cut_s", "ours_n", "ours_open_s", "ours_cut_s",
@@ -225,7 +201,7 @@ def work_her2st(a) -> dict:
 
     gd.settings.cachedir = a.cachedir
     gd.settings.progress_bar = False
-    sdata = _her2st(Path(a.her2st_dir))
+    sdata = read_her2st(Path(a.her2st_dir))
     enc = create_encoder(a.encoder, pretrained=False, device="cpu")
     px = enc.input_px(a.target_px)
     res = {"spots": int(sdata.tables["table"].n_obs), "raw_fwd": _raw_forward(enc, px, a.batch_size, a.raw_batches)}
@@ -252,7 +228,7 @@ def work_her2st_hit(a) -> dict:
 
     gd.settings.cachedir = a.cachedir
     gd.settings.progress_bar = False
-    sdata = _her2st(Path(a.her2st_dir))
+    sdata = read_her2st(Path(a.her2st_dir))
     enc = create_encoder(a.encoder, pretrained=False, device="cpu")
     counter = _counting()
     t0 = time.perf_counter()

@@ -38,9 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-HER2ST = REPO.parent / "shared" / "data" / "her2st"
-SECTIONS = ("B4", "C2", "C3", "C4", "C5")
+from _common import HER2ST, read_her2st, set_threads
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,14 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default: gd.settings.cachedir)")
     p.add_argument("--seed", type=int, default=2021)
     return p.parse_args(argv)
-
-
-def _set_threads(n: int) -> int:
-    """BLAS/OpenMP thread counts must be set before numpy/torch are imported."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return n
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -105,24 +95,6 @@ class RSSMonitor:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, _rss_mb())
-
-
-def _samples(base: Path):
-    import pandas as pd
-
-    rows = []
-    for s in SECTIONS:
-        (img,) = sorted((base / "data" / "ST-imgs" / s[0] / s).glob("*.jpg"))
-        rows.append(
-            {
-                "section": s,
-                "patient": s[0],
-                "counts": f"data/ST-cnts/{s}.tsv.gz",
-                "spots": f"data/ST-spotfiles/{s}_selection.tsv",
-                "image": str(img.relative_to(base)),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _union(a, b):
@@ -447,7 +419,7 @@ def report(a, info, rec, sweep, threads) -> None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    threads = _set_threads(a.threads)
+    threads = set_threads(a.threads)
     import tempfile
     import warnings
 
@@ -466,7 +438,7 @@ def main(argv=None) -> int:
     rss = {"imports": _rss_mb()}
     wall0 = time.perf_counter()
     t0 = time.perf_counter()
-    sdata = gd.io.read_st(_samples(a.data), base_dir=a.data)
+    sdata = read_her2st(a.data)
     read_s = time.perf_counter() - t0
     rss["read"] = _rss_mb()
     model, setup_s = setup_model(a, sdata)

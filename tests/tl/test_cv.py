@@ -17,6 +17,8 @@ CV_KW = dict(encoder="test_resnet", pretrained=False, config="cpu", target_px=10
 # are 6 optimiser steps, too few at 1e-4 to move the network off its training-mean start (PCC(A) stays ~0).
 TRAIN = dict(max_epochs=3, batch_size=32, patience=None, lr=1e-3)
 N_GENES, N_HPG = 20, 5
+# the module's CV run (the fixture below); test_resume_* repeat it
+RUN_KW = dict(methods=("gene_dml", "mean"), n_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, **CV_KW)
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +30,7 @@ def _cv(tmp_path_factory):
     try:
         sdata = gd.datasets.synthetic(preset="tiny", seed=0, n_sections=4, n_patients=2)
         resume = tmp_path_factory.mktemp("cv-resume")
-        res = gd.tl.cross_validate(
-            sdata,
-            methods=("gene_dml", "mean"),
-            n_genes=N_GENES,
-            n_hpg=N_HPG,
-            train_config=TRAIN,
-            resume_dir=resume,
-            **CV_KW,
-        )
+        res = gd.tl.cross_validate(sdata, resume_dir=resume, **RUN_KW)
     finally:
         gd.settings.cachedir = saved
     return sdata, res, resume, cache
@@ -217,15 +211,7 @@ def test_resume_recomputes_nothing(cv, monkeypatch):
             self.closed = True
 
     monkeypatch.setattr("genedml._utils.tqdm_class", lambda: Bar)
-    again = gd.tl.cross_validate(
-        sdata,
-        methods=("gene_dml", "mean"),
-        n_genes=N_GENES,
-        n_hpg=N_HPG,
-        train_config=TRAIN,
-        resume_dir=resume,
-        **{**CV_KW, "progress": True},
-    )
+    again = gd.tl.cross_validate(sdata, resume_dir=resume, **{**RUN_KW, "progress": True})
     pd.testing.assert_frame_equal(again.scores, res.scores)
     pd.testing.assert_frame_equal(again.summary, res.summary)
     # the fold models come back from the resume folder, so the ensemble still has every fold

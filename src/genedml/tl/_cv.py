@@ -203,7 +203,6 @@ def cross_validate(
     if n_groups < 2:
         raise ValueError(f"`groupby`={groupby!r} has {n_groups} group: cross-validation needs at least 2.")
     folds = leave_one_group_out(groups) if k is None else group_kfold(groups, k=k, seed=seed)
-    tc = {**(train_config or {}), "protocol": protocol, "seed": seed}
     shared = dict(
         encoder=encoder,
         pretrained=pretrained,
@@ -220,8 +219,9 @@ def cross_validate(
         train_secs, test_secs = sorted(set(sec[tr])), sorted(set(sec[te]))
         for name in methods:
             kw = {**shared, **(method_kwargs or {}).get(name, {})}
-            # per-method training settings (e.g. fewer epochs for a fine-tuned CNN) over the shared ones
-            tc_m = {**tc, **dict(kw.pop("train_config", None) or {}), "protocol": protocol, "seed": seed}
+            # per-method training settings (e.g. fewer epochs for a fine-tuned CNN) over the shared ones; the call's
+            # protocol and seed always win
+            tc_m = {**(train_config or {}), **(kw.pop("train_config", None) or {}), "protocol": protocol, "seed": seed}
             fingerprint = _fingerprint(
                 method=name,
                 method_kwargs=kw,
