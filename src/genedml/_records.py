@@ -54,6 +54,9 @@ def records_equal(a: Any, b: Any) -> bool:
 
 
 def _equal(a: Any, b: Any) -> bool:
+    if hasattr(a, "to_dict") and hasattr(b, "to_dict") and hasattr(a, "columns") and hasattr(b, "columns"):
+        # DataFrames: same labels and values (a RangeIndex read back as an integer Index is the same index)
+        return _equal(plain(a.to_dict("split")), plain(b.to_dict("split")))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):

@@ -98,12 +98,23 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # any failure of the safe loader means: refuse, never unpickle fully
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"`weights`={str(path)!r} cannot be read safely: it is not a plain tensor checkpoint ({first[:200]}). "
+            f"`weights`={str(path)!r} cannot be read safely: it is not a plain tensor checkpoint ({_reason(err)}). "
             "genedml never unpickles arbitrary objects from a weights file, since that can run code.\n"
             + convert_hint(p)
         ) from None
+
+
+def _reason(err: Exception) -> str:
+    """One clean line on why the safe loader refused a file (the pickled global it met, when that is the cause)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a pickled object, {found.group(1)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
