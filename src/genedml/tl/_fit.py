@@ -95,6 +95,8 @@ def fit(
     tc = train_config
     if isinstance(tc, TrainConfig):
         tc = tc.to_dict()
+    if tc is not None and not isinstance(tc, dict):
+        raise ValueError(f"`train_config` must be a TrainConfig or a dict of its fields, got {type(tc).__name__}.")
     tc = {**(tc or {}), **train_kwargs}
     model = GeneDML(
         config,

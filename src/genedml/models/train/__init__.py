@@ -1,12 +1,11 @@
 """Lightning training: plan, data module, trainer construction."""
 
 from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan, section_pcc
+from ._plan import GeneDMLPlan, TrainingDivergedError, section_pcc
 from ._trainer import (
     DivergenceCheck,
     FitResult,
     HistoryCallback,
-    TrainingDivergedError,
     build_trainer,
     run_fit,
 )

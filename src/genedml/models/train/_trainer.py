@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from ..._logging import logger
 from .._train_config import TrainConfig
 from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan
+from ._plan import GeneDMLPlan, TrainingDivergedError, diverged_message
 
 __all__ = ["DivergenceCheck", "FitResult", "HistoryCallback", "TrainingDivergedError", "build_trainer", "run_fit"]
 
@@ -60,10 +60,6 @@ class HistoryCallback(Callback):
         self.rows.append(row)
 
 
-class TrainingDivergedError(RuntimeError):
-    """Training produced a non-finite loss or non-finite weights; the model is left as it was before `train`."""
-
-
 class DivergenceCheck(Callback):
     """Stop at the first optimisation step whose loss or resulting weights are not finite (NaN or ±inf).
 
@@ -86,13 +82,8 @@ class DivergenceCheck(Callback):
         if weights_ok and self.bad_steps <= self.tolerance:
             return
         what = "the training loss" if not loss_ok else "the weights"
-        value = float(loss.detach().float().mean()) if (loss is not None and not loss_ok) else float("nan")
-        raise TrainingDivergedError(
-            f"training diverged at epoch {trainer.current_epoch + 1} (batch {batch_idx + 1}): {what} became "
-            f"non-finite ({value}). Lower `lr` (now {self.tc.lr:g}; try {self.tc.lr / 10:g}), keep "
-            f"`gradient_clip_val` set (now {self.tc.gradient_clip_val}), and check the targets and features for "
-            "NaN/inf. The model was left untrained (its weights as before `train`)."
-        )
+        msg = diverged_message(self.tc, epoch=trainer.current_epoch + 1, what=f"{what} (batch {batch_idx + 1})")
+        raise TrainingDivergedError(msg)
 
 
 def _precision(tc: TrainConfig, accelerator: str) -> str:
@@ -175,7 +166,9 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
     tmp = None if inherited else tempfile.TemporaryDirectory(prefix="genedml-fit-")
     ckpt_dir = inherited or tmp.name
     os.environ[_FIT_DIR_ENV] = ckpt_dir
-    initial = {k: v.detach().clone() for k, v in plan.state_dict().items()}  # restored if training diverges
+    # restored if training diverges: weights and each module's train/eval mode
+    initial = {k: v.detach().clone() for k, v in plan.state_dict().items()}
+    modes = [(m, m.training) for m in plan.modules()]
     try:
         with quiet_lightning():
             trainer, ckpt = build_trainer(
@@ -190,8 +183,10 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
             except TrainingDivergedError:
                 plan.cpu()
                 plan.load_state_dict({k: v.cpu() for k, v in initial.items()})
+                for m, mode in modes:
+                    m.training = mode
                 raise
-        del initial
+        del initial, modes
         res = FitResult(history=history.rows, epochs_run=trainer.current_epoch)
         if ckpt is not None and ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
