@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "WeightsUnavailableError",
     "convert_ciga_state_dict",
+    "convert_hint",
     "file_sha256",
     "hub_repo_of",
     "load_state_dict_file",
@@ -53,31 +54,67 @@ def state_dict_sha256(state_dict: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def convert_hint(path: str | os.PathLike) -> str:
+    """A short snippet that re-saves a trusted torch checkpoint as ``.safetensors`` (tensors only)."""
+    p = Path(path)
+    out = p.with_suffix(".safetensors").name
+    return (
+        "If you trust the file, convert it once to safetensors (tensors only, no code) and pass the new file:\n"
+        "    import torch, safetensors.torch\n"
+        f"    ck = torch.load({p.name!r}, weights_only=False)  # runs the file's code: trusted files only\n"
+        "    sd = ck.get('state_dict', ck) if isinstance(ck, dict) else ck.state_dict()\n"
+        "    safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items() if hasattr(v, 'contiguous')}, "
+        f"{out!r})"
+    )
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` (torch) or ``.safetensors`` file into a dict on the CPU."""
+    """Read a ``.safetensors`` file, or a ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` torch file, into a dict on the CPU.
+
+    Nothing in the file is ever executed: torch files are read with ``torch.load(weights_only=True)`` (tensors and
+    plain containers only), and a file that needs more (arbitrary pickled objects, as some Lightning checkpoints
+    hold) is refused with a ``ValueError`` that shows how to convert it to safetensors.
+    """
     import torch
 
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"`weights`={str(path)!r} is not a file.")
     if p.suffix not in WEIGHT_SUFFIXES:
-        raise ValueError(f"`weights`={str(path)!r}: expected a file ending in one of {WEIGHT_SUFFIXES}.")
+        raise ValueError(
+            f"`weights`={str(path)!r}: expected a file ending in one of {WEIGHT_SUFFIXES} (.safetensors preferred)."
+        )
     if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(p), device="cpu")
+        try:
+            return load_file(str(p), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"`weights`={str(path)!r} is not a valid safetensors file (truncated, corrupted or another format): "
+                f"{err}"
+            ) from None
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        from .._logging import logger
+    except Exception as err:  # any failure of the safe loader means: refuse, never unpickle fully
+        raise ValueError(
+            f"`weights`={str(path)!r} cannot be read safely: it is not a plain tensor checkpoint ({_reason(err)}). "
+            "genedml never unpickles arbitrary objects from a weights file, since that can run code.\n"
+            + convert_hint(p)
+        ) from None
 
-        logger.warning(
-            "%s holds objects other than tensors (e.g. a Lightning checkpoint's hyper-parameters); loading it with "
-            "full unpickling (%s). Only do this for files you trust.",
-            p.name,
-            type(err).__name__,
-        )
-        return torch.load(p, map_location="cpu", weights_only=False)
+
+def _reason(err: Exception) -> str:
+    """One clean line on why the safe loader refused a file (the pickled global it met, when that is the cause)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a pickled object, {found.group(1)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def _unwrap(obj: Any) -> dict[str, Any]:
@@ -162,7 +199,10 @@ def missing_weights_message(name: str, *, repo: str | None, url: str | None, rea
         f"Pretrained weights for encoder {name!r} are not available: {reason}",
         "Provide them in one of these ways:",
     ]
-    lines.append("  * a local file: `weights='/path/to/model.safetensors'` (.pth, .bin, .ckpt or .safetensors);")
+    lines.append(
+        "  * a local file: `weights='/path/to/model.safetensors'` (.safetensors, or a .pth/.bin/.ckpt holding tensors "
+        "only);"
+    )
     if repo is not None:
         lines.append(
             f"  * the Hugging Face Hub repository {repo!r}: accept its terms if it is gated, set the access token in "

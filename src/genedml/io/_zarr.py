@@ -69,7 +69,9 @@ def write_zarr(sdata: SpatialData, path: str | os.PathLike, *, overwrite: bool =
 def read_zarr(path: str | os.PathLike) -> SpatialData:
     """Read a ``.zarr`` store written by :func:`write_zarr` and check it with :func:`genedml.io.validate`.
 
-    Images stay lazy (dask arrays backed by the store).
+    Images stay lazy (dask arrays backed by the store). genedml's provenance records in ``uns["genedml"]`` come back
+    as written (lists and Python scalars rather than the arrays zarr stores them as), so they compare equal to the
+    records of the object that was written.
 
     Parameters
     ----------
@@ -94,4 +96,22 @@ def read_zarr(path: str | os.PathLike) -> SpatialData:
         raise ValueError(f"`path`={str(path)!r} is not a zarr store (no zarr.json / .zgroup).")
     sdata = spatialdata.read_zarr(path)
     validate(sdata)
+    for table in sdata.tables.values():
+        _plain_provenance(table.uns)
     return sdata
+
+
+def _plain_provenance(uns) -> None:
+    """Give genedml's ``uns`` records back the lists and Python scalars they were written with.
+
+    zarr stores lists as arrays; the generating arrays of synthetic data stay arrays.
+    """
+    from genedml._keys import Keys
+    from genedml._records import plain, plain_uns
+
+    root = uns.get(Keys.uns)
+    if not isinstance(root, dict):
+        return
+    for key, value in root.items():
+        if key != "synthetic":
+            root[key] = plain_uns(value) if isinstance(value, dict) else plain(value)

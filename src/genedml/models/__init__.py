@@ -3,6 +3,7 @@
 from ..encoders import create_encoder, list_encoders
 from ._config import GeneDMLConfig
 from ._model import GeneDML
+from ._save_load import CheckpointError
 from ._train_config import TrainConfig
 from .baselines import (
     ABLATIONS,
@@ -16,18 +17,21 @@ from .baselines import (
     make_method,
     triplex_config,
 )
+from .train import TrainingDivergedError
 
 __all__ = [
     "ABLATIONS",
     "BASELINES",
     "METHODS",
     "BLEEPBaseline",
+    "CheckpointError",
     "GeneDML",
     "GeneDMLConfig",
     "MeanBaseline",
     "RidgeBaseline",
     "STNetBaseline",
     "TrainConfig",
+    "TrainingDivergedError",
     "create_encoder",
     "list_encoders",
     "load_method",

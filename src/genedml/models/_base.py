@@ -6,6 +6,8 @@ Gene-DML (`GeneDML`) and the baselines subclass it and implement `_after_setup`,
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,6 +76,8 @@ class SpotModel:
 
     #: which cached scales the method consumes
     scales: tuple[str, ...] = ("target", "neighbor", "global")
+    #: whether prediction runs the frozen encoder (then a checkpoint needs the encoder's weights file back)
+    uses_frozen_encoder: bool = True
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class SpotModel:
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
         self.is_trained_ = False
+        self._weights_needed: dict | None = None  # set by `load` when the encoder's weights file must be passed
         self._train_data: SpotData | None = None
         self._val_data: SpotData | None = None
 
@@ -214,6 +219,7 @@ class SpotModel:
         from .. import pp
         from ..dataloaders import SpotData
 
+        self._require_weights()
         enc = self.encoder
         scales = tuple(self.scales)
         pp.embed(
@@ -330,6 +336,77 @@ class SpotModel:
         """Whether `predict` can run."""
         return self.is_trained_ and self.genes_ is not None
 
+    # ------------------------------------------------------------------------------------------ weights file
+    def _encoder_record(self) -> dict[str, Any]:
+        """Encoder settings for a checkpoint, without the weights file's path.
+
+        `load` must never open a file the user did not name: only the file's name and sha256 are stored, so that the
+        user can pass it back and have it checked.
+        """
+        rec = dataclasses.asdict(self.encoder)
+        path = rec["weights"]
+        rec["weights"] = None
+        needed = self._weights_needed
+        if path is not None and self.uses_frozen_encoder:
+            needed = {"name": _file_name(path), "sha256": (self.encoder_info_ or {}).get("weights_hash")}
+        if needed is not None and self.uses_frozen_encoder:
+            rec["weights_file"] = dict(needed)
+        return rec
+
+    def _restore_weights(self, rec: dict[str, Any], weights: str | os.PathLike | None) -> None:
+        """After `load`: note the weights file the encoder needs, and check and attach ``weights`` when given."""
+        needed = rec.get("weights_file")
+        if needed is None and rec.get("weights") and self.uses_frozen_encoder:  # older files stored the path
+            needed = {"name": _file_name(rec["weights"]), "sha256": (self.encoder_info_ or {}).get("weights_hash")}
+        self.encoder.weights = None
+        self._weights_needed = dict(needed) if needed is not None and self.uses_frozen_encoder else None
+        if weights is not None:
+            self.set_weights(weights)
+
+    def set_weights(self, weights: str | os.PathLike) -> None:
+        """Give a loaded model the local encoder weights file it was trained with (its sha256 is checked first).
+
+        A checkpoint stores the sha256 of the encoder's weights file, never a path to open: prediction needs the
+        file passed back, as ``GeneDML.load(path, weights=...)``, ``gd.tl.predict(..., weights=...)`` or this method.
+
+        Parameters
+        ----------
+        weights
+            The weights file (``.safetensors``, or a torch file holding tensors only).
+        """
+        from ..encoders._weights import file_sha256
+
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"`weights`={str(weights)!r} is not a file.")
+        needed = self._weights_needed
+        if needed is None and self.encoder.weights is None:
+            raise ValueError(
+                f"`weights`={str(weights)!r}: this model's encoder {self.encoder.name!r} was not trained with a local "
+                "weights file (it used "
+                f"{'pretrained' if self.encoder.pretrained else 'random'} weights); do not pass `weights`."
+            )
+        expected = (needed or {}).get("sha256") or (self.encoder_info_ or {}).get("weights_hash")
+        got = file_sha256(p)
+        if expected is not None and got != expected:
+            name = (needed or {}).get("name", "?")
+            raise ValueError(
+                f"`weights`={str(weights)!r} is not the file this model was trained with: sha256 {got[:16]}… "
+                f"but the model needs {name!r} with sha256 {str(expected)[:16]}…."
+            )
+        self.encoder.weights = str(p)
+        self._weights_needed = None
+
+    def _require_weights(self) -> None:
+        needed = self._weights_needed
+        if needed is not None and self.encoder.weights is None:
+            raise ValueError(
+                f"this model's encoder {self.encoder.name!r} was trained with the local weights file "
+                f"{needed.get('name')!r} (sha256 {str(needed.get('sha256'))[:16]}…), which a model file never opens "
+                "by itself: pass it as `weights=` (GeneDML.load(path, weights=...), gd.tl.predict(sdata, model, "
+                "weights=...) or model.set_weights(...))."
+            )
+
     def _predict_data(self, data: SpotData) -> np.ndarray:
         raise NotImplementedError
 
@@ -381,6 +458,10 @@ def _feature_id(table, name: str) -> str:
         if info.get("encoder") == name or info.get("name") == name:
             return fid
     raise KeyError(f"no features for encoder {name!r} in uns['genedml']['features'] (have {sorted(feats)}).")
+
+
+def _file_name(path) -> str:
+    return Path(str(path)).name
 
 
 def _plain(obj):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,8 +143,8 @@ class GeneDML(SpotModel):
         return out
 
     def is_ready(self) -> bool:
-        """Whether `predict` can run."""
-        return self.net is not None and self.genes_ is not None
+        """Whether `predict` can run: trained (or loaded) and not left half-trained by a failed `train`."""
+        return self.is_trained_ and self.net is not None and self.genes_ is not None
 
     # ------------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -160,7 +159,7 @@ class GeneDML(SpotModel):
             "genedml_version": __version__,
             "config": self.config.to_dict(),
             "train_config": self.train_config.to_dict(),
-            "encoder": dataclasses.asdict(self.encoder),
+            "encoder": self._encoder_record(),
             "encoder_info": self.encoder_info_,
             "in_dim": self.in_dim_,
             "genes": list(self.genes_),
@@ -174,8 +173,20 @@ class GeneDML(SpotModel):
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | Path, *, sdata: SpatialData | None = None, table_key: str | None = None) -> GeneDML:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        weights: str | Path | None = None,
+        sdata: SpatialData | None = None,
+        table_key: str | None = None,
+    ) -> GeneDML:
         """Load a checkpoint written by `save`; with ``sdata``, refuse data the model cannot serve.
+
+        The file is read safely (tensors and plain values only) and its checksum verified: a damaged or truncated
+        file raises `genedml.models.CheckpointError`. A model whose encoder used a local weights file needs that
+        file passed back as ``weights`` (here, or later to `gd.tl.predict`); its sha256 is checked against the one
+        stored in the checkpoint, which never opens a file by itself.
 
         Refused: a table lacking model genes when it holds counts (evaluation would be impossible), or features in
         ``sdata`` computed by a different encoder or weights than the model's.
@@ -189,7 +200,7 @@ class GeneDML(SpotModel):
             TrainConfig.from_dict(ck["train_config"]),
             encoder=enc["name"],
             pretrained=enc["pretrained"],
-            weights=enc["weights"],
+            weights=None,
             target_px=enc["target_px"],
             target_um=enc["target_um"],
             target_mpp=enc["target_mpp"],
@@ -208,6 +219,7 @@ class GeneDML(SpotModel):
         model._build_net()
         model.net.load_state_dict(ck["state_dict"])
         model.net.eval()
+        model._restore_weights(enc, weights)
         if sdata is not None:
             model.check_compatible(sdata, table_key=table_key)
         return model

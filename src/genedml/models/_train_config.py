@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TrainConfig"]
 
 _PROTOCOLS = ("clean", "paper")
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 @dataclass
@@ -78,16 +88,30 @@ class TrainConfig:
         if self.protocol not in _PROTOCOLS:
             raise ValueError(f"`protocol` must be one of {_PROTOCOLS}, got {self.protocol!r}.")
         for name in ("lr", "gamma"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}.")
-        for name in ("step_size", "max_epochs", "batch_size", "min_epochs"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if not _is_real(v) or not math.isfinite(v) or not v > 0:
+                raise ValueError(f"`{name}` must be a finite number > 0, got {v!r}.")
+        if not _is_real(self.weight_decay) or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be a finite number >= 0, got {self.weight_decay!r}.")
+        clip = self.gradient_clip_val
+        if clip is not None and (not _is_real(clip) or not math.isfinite(clip) or not clip > 0):
+            raise ValueError(f"`gradient_clip_val` must be None or a finite number > 0, got {clip!r}.")
+        for name in ("step_size", "max_epochs", "batch_size", "min_epochs", "log_every_n_steps"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {v!r}.")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"`patience` must be a positive int or None, got {self.patience!r}.")
-        if not 0 < self.val_fraction < 1:
+        for name in ("patience", "sections_per_batch"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < 1):
+                raise ValueError(f"`{name}` must be a positive int or None, got {v!r}.")
+        if not _is_real(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise ValueError(f"`val_fraction` must lie in (0, 1), got {self.val_fraction!r}.")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"`seed` must be an int >= 0, got {self.seed!r}.")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"`augment` must be True or False, got {self.augment!r}.")
+        if not isinstance(self.extra_trainer_kwargs, dict):
+            raise ValueError(f"`extra_trainer_kwargs` must be a dict, got {type(self.extra_trainer_kwargs).__name__}.")
 
     def to_dict(self) -> dict:
         """Plain-dict form (for checkpoints and ``uns``)."""
@@ -96,6 +120,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys raise a clear error."""
+        if not isinstance(d, dict):
+            raise ValueError(f"`train_config` must be a TrainConfig or a dict of its fields, got {type(d).__name__}.")
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - valid)
         if unknown:

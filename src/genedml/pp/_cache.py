@@ -102,10 +102,18 @@ class FeatureCache:
 def _write(path: Path, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None) -> None:
     payload = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     payload[_META] = np.array(json.dumps({"key": key, **(meta or {})}, default=str))
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **payload)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:  # name the cache folder the user chose, not our temporary file
+        root = path.parents[2] if path.parent.name == "parts" else path.parents[1]
+        raise OSError(
+            err.errno,
+            f"cannot write the feature cache in {str(root)!r} (`gd.settings.cachedir`): {err.strerror or err}. "
+            "Point `gd.settings.cachedir` to a writable folder with free space, or pass `cache=False`.",
+        ) from None
 
 
 def _read(path: Path, key: str) -> dict[str, np.ndarray] | None:

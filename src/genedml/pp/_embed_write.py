@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._keys import Keys
+from .._records import plain, records_equal
 from ._windows import GRID, WindowSpec
 
 __all__ = ["FeatureWriter", "embed_params", "table_rows"]
@@ -47,7 +48,8 @@ class FeatureWriter:
         self.table, self.enc, self.params, self.scales, self.store = table, enc, params, scales, store
         root = table.uns.get(Keys.uns, {}).get("features", {})
         self.old = root.get(enc.identity)
-        self.fresh = self.old is None or dict(self.old.get("params", {})) != params
+        # a record read back from zarr/h5ad holds arrays where lists were written: compare plain forms
+        self.fresh = self.old is None or not records_equal(self.old.get("params", {}), params)
         self.D = enc.num_features
         self.T: int | None = None  # from the first section's tokens (no dummy forward on a cache hit)
         self.arrays: dict[str, np.ndarray] = {}
@@ -97,7 +99,7 @@ class FeatureWriter:
             "D": int(self.D),
             "obsm_keys": {s: Keys.features(self.enc.identity, s) for s in self.scales},
             "cachedir": os.fspath(self.store.root),
-            "sections": {**({} if self.fresh else dict(self.old.get("sections", {}))), **self.sections},
+            "sections": {**({} if self.fresh else plain(dict(self.old.get("sections", {})))), **self.sections},
         }
         if self.T is not None:
             record["T"] = int(self.T)

@@ -213,6 +213,7 @@ def cross_validate(
         dihedral=dihedral,
     )
     resume = Path(resume_dir) if resume_dir is not None else None
+    data_fp = _data_fingerprint(sdata, table) if resume is not None else None
     rows, models, per_gene = [], {}, {}
     bar = _bar(len(folds) * len(methods), progress)
     for f, (tr, te, label) in enumerate(folds):
@@ -238,6 +239,7 @@ def cross_validate(
                 config=config,
                 train_config=tc_m,
                 n_hpg=n_hpg,
+                data=data_fp,
             )
             done = _load_done(resume, name, f, fingerprint)
             saved = _model_path(resume, name, f) if resume is not None else None
@@ -250,7 +252,7 @@ def cross_validate(
                 rows += done["rows"]
                 per_gene[(name, f)] = pd.DataFrame(done["per_gene"])
                 if keep_models:
-                    models[(name, f)] = load_method(saved, sdata=sdata, table_key=table_key)
+                    models[(name, f)] = load_method(saved, weights=weights, sdata=sdata, table_key=table_key)
                 bar.update(1)
                 continue
             model = make_method(name, config=config, train_config=tc_m, **kw)
@@ -375,14 +377,79 @@ def _fingerprint(**what) -> dict:
     return json.loads(json.dumps(what, default=repr, sort_keys=True))
 
 
+def _data_fingerprint(sdata, table) -> dict:
+    """What identifies the data: sections, spot ids, spot centres, a counts digest and each image's identity."""
+    import hashlib
+
+    import scipy.sparse as sp
+
+    from .. import io as gio
+    from ..pp._images import SectionImage
+
+    def digest(*parts) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            a = np.ascontiguousarray(part)
+            h.update(f"{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes() if a.dtype != object else "\x1f".join(map(str, a.ravel())).encode())
+        return h.hexdigest()[:32]
+
+    counts = table.layers[Keys.counts] if Keys.counts in table.layers else table.X
+    if counts is None:
+        counts_fp = "none"
+    elif sp.issparse(counts):
+        c = sp.csr_matrix(counts)
+        c.sum_duplicates()
+        counts_fp = digest(np.array(c.shape), c.indptr, c.indices, c.data)
+    else:
+        counts_fp = digest(np.asarray(counts))
+    secs = gio.sections(sdata, table_key=_table_key_of(sdata, table))
+    images, spots = {}, {}
+    for s in secs:
+        try:
+            images[s] = SectionImage.from_sdata(sdata, s).fingerprint()[:32]
+        except (KeyError, ValueError) as err:
+            images[s] = f"unavailable: {type(err).__name__}"
+        try:
+            spots[s] = digest(gio.spot_centers(sdata, s, table_key=_table_key_of(sdata, table)))
+        except (KeyError, ValueError) as err:
+            spots[s] = f"unavailable: {type(err).__name__}"
+    return {
+        "sections": secs,
+        "spot_ids": digest(np.asarray(table.obs_names, dtype=object), table.obs[Keys.section].astype(str).to_numpy()),
+        "genes": digest(np.asarray(table.var_names, dtype=object)),
+        "counts": counts_fp,
+        "images": images,
+        "spot_centres": spots,
+    }
+
+
+def _table_key_of(sdata, table) -> str | None:
+    for key, t in sdata.tables.items():
+        if t is table:
+            return key
+    return None
+
+
 def _load_done(resume: Path | None, name: str, f: int, fingerprint: dict) -> dict | None:
     p = _done_path(resume, name, f)
     if p is None or not p.is_file():
         return None
-    done = json.loads(p.read_text())
+    try:
+        done = json.loads(p.read_text())
+        if not isinstance(done, dict) or not isinstance(done.get("rows"), list):
+            raise ValueError("not a result record")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"`resume_dir`={str(resume)!r}: {p.name} is not a readable result of this function ({err}); delete it "
+            "or pass a new `resume_dir`."
+        ) from None
     old = done.get("fingerprint")
     if old != fingerprint:
         differ = sorted(k for k in set(fingerprint) | set(old or {}) if (old or {}).get(k) != fingerprint.get(k))
+        if "data" in differ and isinstance((old or {}).get("data"), dict) and isinstance(fingerprint["data"], dict):
+            parts = sorted(k for k in fingerprint["data"] if old["data"].get(k) != fingerprint["data"].get(k))
+            differ[differ.index("data")] = f"data ({', '.join(parts)})" if parts else "data"
         raise ValueError(
             f"`resume_dir`={str(resume)!r} holds a result of {name!r} fold {f} from a different run "
             f"(differs in: {', '.join(differ) or 'unrecorded settings'}): pass a new `resume_dir` or delete {p}."
@@ -398,5 +465,9 @@ def _save_done(
     if p is None:
         return
     payload = {"fingerprint": fingerprint, "rows": rows, "per_gene": json.loads(per_gene.to_json())}
-    with atomic_path(p) as tmp:
-        tmp.write_text(json.dumps(payload, default=float))
+    try:
+        with atomic_path(p) as tmp:
+            tmp.write_text(json.dumps(payload, default=float))
+    except OSError as err:
+        msg = f"`resume_dir`={str(resume)!r}: cannot write {p.name} ({err.strerror or err})"
+        raise OSError(err.errno, msg) from None

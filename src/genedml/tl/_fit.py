@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,6 +95,8 @@ def fit(
     tc = train_config
     if isinstance(tc, TrainConfig):
         tc = tc.to_dict()
+    if tc is not None and not isinstance(tc, dict):
+        raise ValueError(f"`train_config` must be a TrainConfig or a dict of its fields, got {type(tc).__name__}.")
     tc = {**(tc or {}), **train_kwargs}
     model = GeneDML(
         config,
@@ -127,6 +130,7 @@ def predict(
     *,
     key_added: str = Keys.predicted,
     sections: list[str] | None = None,
+    weights: str | os.PathLike | None = None,
     table_key: str | None = None,
     progress: bool | None = None,
     copy: bool = False,
@@ -155,6 +159,9 @@ def predict(
         Layer name and provenance key.
     sections
         Sections to predict (``None``: all).
+    weights
+        The encoder's local weights file, for a loaded model whose encoder was trained with one: a model file stores
+        only its sha256 (checked here) and never opens a file by itself. The model keeps the file for later calls.
     table_key
         Spot table.
     progress
@@ -191,6 +198,9 @@ def predict(
     unknown = sorted(set(secs) - set(_all_sections(sdata, table_key=key)))
     if unknown:
         raise KeyError(f"`sections`: unknown section(s) {unknown}.")
+    if weights is not None:
+        for member in getattr(model, "models", None) or [model]:  # an ensemble's members, or the model
+            member.set_weights(weights)
     pred = model.predict(sdata, sections=secs, table_key=key, progress=resolve_progress(progress))
     table = get_table(sdata, table_key=key)
     if table.n_vars == 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -144,7 +143,7 @@ class Baseline(SpotModel):
             "method": self.method,
             "params": _plain(self.params()),
             "train_config": self.train_config.to_dict(),
-            "encoder": dataclasses.asdict(self.encoder),
+            "encoder": self._encoder_record(),
             "encoder_info": _plain(self.encoder_info_),
             "in_dim": self.in_dim_,
             "genes": list(self.genes_),
@@ -157,8 +156,18 @@ class Baseline(SpotModel):
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | Path, *, sdata: SpatialData | None = None, table_key: str | None = None) -> Baseline:
-        """Load a checkpoint written by `save`; with ``sdata``, refuse data the model cannot serve."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        weights: str | Path | None = None,
+        sdata: SpatialData | None = None,
+        table_key: str | None = None,
+    ) -> Baseline:
+        """Load a checkpoint written by `save` (checksum verified); with ``sdata``, refuse data it cannot serve.
+
+        ``weights``: the encoder's local weights file, when it was trained with one (see `GeneDML.load`).
+        """
         from .._save_load import read_checkpoint
 
         ck = read_checkpoint(path)
@@ -166,7 +175,7 @@ class Baseline(SpotModel):
             found = ck.get("method") or "gene_dml"
             raise ValueError(f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class.")
         enc = ck["encoder"]
-        kwargs = {k: enc[k] for k in _ENCODER_ARGS if k in enc}
+        kwargs = {k: enc[k] for k in _ENCODER_ARGS if k in enc and k != "weights"}
         kwargs["encoder"], kwargs["embed_batch_size"] = enc["name"], enc["batch_size"]
         model = cls(TrainConfig.from_dict(ck["train_config"]), **ck["params"], **kwargs)
         model.genes_ = list(ck["genes"])
@@ -177,6 +186,7 @@ class Baseline(SpotModel):
         model.fit_info_ = ck["fit_info"]
         model._set_state(ck["state"])
         model.is_trained_ = True
+        model._restore_weights(enc, weights)
         if sdata is not None:
             model.check_compatible(sdata, table_key=table_key)
         return model

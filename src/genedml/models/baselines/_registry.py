@@ -119,13 +119,21 @@ def make_method(name: str, **kwargs: Any) -> SpotModel:
     return GeneDML(_with(base, overrides), **kwargs)
 
 
-def load_method(path: str | Path, *, sdata: SpatialData | None = None, table_key: str | None = None) -> SpotModel:
+def load_method(
+    path: str | Path,
+    *,
+    weights: str | Path | None = None,
+    sdata: SpatialData | None = None,
+    table_key: str | None = None,
+) -> SpotModel:
     """Load a checkpoint of any method (the file says which) written by its ``save``.
 
     Parameters
     ----------
     path
-        Checkpoint file.
+        Checkpoint file (its checksum is verified).
+    weights
+        The encoder's local weights file, when the model was trained with one (its sha256 is checked).
     sdata, table_key
         Optional data to check the model against (genes, encoder).
 
@@ -138,7 +146,7 @@ def load_method(path: str | Path, *, sdata: SpatialData | None = None, table_key
 
     method = read_checkpoint(path).get("method")
     if method is None:
-        return GeneDML.load(path, sdata=sdata, table_key=table_key)
+        return GeneDML.load(path, weights=weights, sdata=sdata, table_key=table_key)
     if method not in BASELINES:
         raise ValueError(f"`path`={str(path)!r} holds an unknown method {method!r} (known: {list(BASELINES)}).")
-    return BASELINES[method].load(path, sdata=sdata, table_key=table_key)
+    return BASELINES[method].load(path, weights=weights, sdata=sdata, table_key=table_key)

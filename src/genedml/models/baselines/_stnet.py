@@ -80,6 +80,7 @@ class STNetBaseline(Baseline):
     method = "stnet"
     param_names = ("backbone", "image_px")
     scales: tuple[str, ...] = ()
+    uses_frozen_encoder = False  # the fine-tuned backbone's weights are in the checkpoint itself
 
     def __init__(
         self,

@@ -1,7 +1,23 @@
 """Lightning training: plan, data module, trainer construction."""
 
 from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan, section_pcc
-from ._trainer import FitResult, HistoryCallback, build_trainer, run_fit
+from ._plan import GeneDMLPlan, TrainingDivergedError, section_pcc
+from ._trainer import (
+    DivergenceCheck,
+    FitResult,
+    HistoryCallback,
+    build_trainer,
+    run_fit,
+)
 
-__all__ = ["FitResult", "GeneDMLPlan", "HistoryCallback", "SpotDataModule", "build_trainer", "run_fit", "section_pcc"]
+__all__ = [
+    "DivergenceCheck",
+    "FitResult",
+    "GeneDMLPlan",
+    "HistoryCallback",
+    "SpotDataModule",
+    "TrainingDivergedError",
+    "build_trainer",
+    "run_fit",
+    "section_pcc",
+]

@@ -9,13 +9,27 @@ import torch
 from ...dataloaders import SpotBatch
 from .._train_config import TrainConfig
 
-__all__ = ["GeneDMLPlan", "section_pcc"]
+__all__ = ["GeneDMLPlan", "TrainingDivergedError", "diverged_message", "section_pcc"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss, weights or predictions; the model is left as it was before `train`."""
+
+
+def diverged_message(tc: TrainConfig, *, epoch: int, what: str) -> str:
+    """The error text of a diverged run: where it happened and what to change."""
+    return (
+        f"training diverged at epoch {epoch}: {what} became non-finite (NaN or inf). Lower `lr` (now {tc.lr:g}; try "
+        f"{tc.lr / 10:g}), keep `gradient_clip_val` set (now {tc.gradient_clip_val}), and check the targets and "
+        "features for NaN/inf. The model was left untrained (its weights as before `train`)."
+    )
 
 
 def section_pcc(pred: np.ndarray, y: np.ndarray, section: np.ndarray) -> tuple[float, float]:
     """Mean over sections of the per-gene Pearson r averaged over genes (NaN-omitting), and the overall MSE."""
     from ...metrics import pearson_per_gene
 
+    pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y, dtype=np.float64)  # no float32 overflow in sums
     pccs = []
     for s in np.unique(section):
         m = section == s
@@ -78,6 +92,9 @@ class GeneDMLPlan(L.LightningModule):
         y = np.concatenate([v[1] for v in self._val])
         rows = np.concatenate([v[2] for v in self._val])
         self._val.clear()
+        if not np.isfinite(pred).all():
+            what = "the validation predictions"
+            raise TrainingDivergedError(diverged_message(self.train_config, epoch=self.current_epoch + 1, what=what))
         section = self.trainer.datamodule.val_data.section[rows] if self._has_dm() else np.zeros(len(rows))
         pcc, mse = section_pcc(pred, y, section)
         self.log("val_pcc", pcc if np.isfinite(pcc) else -1.0, prog_bar=True, sync_dist=False)

@@ -17,9 +17,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from ..._logging import logger
 from .._train_config import TrainConfig
 from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan
+from ._plan import GeneDMLPlan, TrainingDivergedError, diverged_message
 
-__all__ = ["FitResult", "HistoryCallback", "build_trainer", "run_fit"]
+__all__ = ["DivergenceCheck", "FitResult", "HistoryCallback", "TrainingDivergedError", "build_trainer", "run_fit"]
 
 
 # Lightning's start-up banners ("GPU available: False …", "TPU available …", a LitLogger advert) go through these
@@ -60,6 +60,32 @@ class HistoryCallback(Callback):
         self.rows.append(row)
 
 
+class DivergenceCheck(Callback):
+    """Stop at the first optimisation step whose loss or resulting weights are not finite (NaN or ±inf).
+
+    Under fp16 mixed precision the gradient scaler skips steps whose gradients overflow, so a non-finite loss is
+    tolerated there for up to ``fp16_tolerance`` consecutive steps while the weights stay finite.
+    """
+
+    def __init__(self, tc: TrainConfig, *, fp16: bool = False, fp16_tolerance: int = 10) -> None:
+        self.tc = tc
+        self.tolerance = fp16_tolerance if fp16 else 0
+        self.bad_steps = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int):
+        """Check this step's loss and the weights it left."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        loss_ok = loss is None or bool(torch.isfinite(loss.detach()).all())
+        params = [p.detach() for p in pl_module.parameters() if p.requires_grad]
+        weights_ok = not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+        self.bad_steps = 0 if loss_ok else self.bad_steps + 1
+        if weights_ok and self.bad_steps <= self.tolerance:
+            return
+        what = "the training loss" if not loss_ok else "the weights"
+        msg = diverged_message(self.tc, epoch=trainer.current_epoch + 1, what=f"{what} (batch {batch_idx + 1})")
+        raise TrainingDivergedError(msg)
+
+
 def _precision(tc: TrainConfig, accelerator: str) -> str:
     if tc.precision is not None:
         return tc.precision
@@ -78,7 +104,8 @@ def build_trainer(
 ) -> tuple[L.Trainer, ModelCheckpoint | None]:
     """A `Trainer` with early stopping and best checkpointing on ``val_pcc`` (when there is validation data)."""
     acc = _accelerator(tc)
-    callbacks: list[Callback] = [history]
+    precision = _precision(tc, acc)
+    callbacks: list[Callback] = [history, DivergenceCheck(tc, fp16=str(precision).startswith("16"))]
     ckpt = None
     if has_val:
         ckpt = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_pcc", mode="max", save_top_k=1, save_weights_only=True)
@@ -91,7 +118,7 @@ def build_trainer(
         accelerator=acc,
         devices=tc.devices,
         strategy=tc.strategy,
-        precision=_precision(tc, acc),
+        precision=precision,
         max_epochs=tc.max_epochs,
         min_epochs=min(tc.min_epochs, tc.max_epochs),
         gradient_clip_val=tc.gradient_clip_val,
@@ -139,6 +166,9 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
     tmp = None if inherited else tempfile.TemporaryDirectory(prefix="genedml-fit-")
     ckpt_dir = inherited or tmp.name
     os.environ[_FIT_DIR_ENV] = ckpt_dir
+    # restored if training diverges: weights and each module's train/eval mode
+    initial = {k: v.detach().clone() for k, v in plan.state_dict().items()}
+    modes = [(m, m.training) for m in plan.modules()]
     try:
         with quiet_lightning():
             trainer, ckpt = build_trainer(
@@ -148,7 +178,15 @@ def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress:
             # Our loaders are in-memory tensors: worker processes would only add start-up cost.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*The number of training batches.*")
-            trainer.fit(plan, datamodule=dm)
+            try:
+                trainer.fit(plan, datamodule=dm)
+            except TrainingDivergedError:
+                plan.cpu()
+                plan.load_state_dict({k: v.cpu() for k, v in initial.items()})
+                for m, mode in modes:
+                    m.training = mode
+                raise
+        del initial, modes
         res = FitResult(history=history.rows, epochs_run=trainer.current_epoch)
         if ckpt is not None and ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
