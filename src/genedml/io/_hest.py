@@ -360,8 +360,10 @@ def integer_counts(X: Any, *, name: str, where: str):
         raise ValueError(f"`{name}`: counts in {where!r} hold negative values; raw counts must be ≥ 0.")
     top = np.iinfo(np.int32).max
     if data.size and data.max() > top:
+        peak = data.max().item()
+        shown = str(int(peak)) if float(peak).is_integer() else repr(peak)
         raise ValueError(
-            f"`{name}`: counts in {where!r} reach {data.max()!r}, beyond the int32 range the table stores (≤ {top}); "
+            f"`{name}`: counts in {where!r} reach {shown}, beyond the int32 range the table stores (≤ {top}); "
             "raw per-spot counts are expected."
         )
     return X.astype(np.int32)

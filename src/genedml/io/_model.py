@@ -405,9 +405,8 @@ def _check_section(sdata: SpatialData, sec: str, table, *, table_key: str | None
     if dup:
         out.append(f"section {sec!r}: obs[{Keys.instance!r}] repeats spot id(s) {dup[:5]}: each spot needs one row.")
     if shapes.index.duplicated().any():
-        out.append(
-            f"section {sec!r}: the index of {spots_key!r} repeats spot id(s) {shapes.index[shapes.index.duplicated()][:5].tolist()}."
-        )
+        rep = shapes.index[shapes.index.duplicated()][:5].tolist()
+        out.append(f"section {sec!r}: the index of {spots_key!r} repeats spot id(s) {rep}.")
     if not np.isin(ids, shapes.index.to_numpy()).all():
         out.append(f"section {sec!r}: obs[{Keys.instance!r}] holds ids missing from {spots_key!r}'s index.")
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,8 +56,9 @@ def read_st(
     the spot centre in pixels of the image, origin top-left) and an H&E image (JPEG, PNG or TIFF). Spots are the
     inner join of spot-file rows and count rows on the ``"{x}x{y}"`` id: count rows without a spot in the spot
     file and selected spots without a count row are dropped with a WARNING on the ``"genedml"`` logger (how many
-    and a few ids); count rows of unselected spots are dropped with an INFO message. ``obs["array_row"]`` is the array ``y`` and ``obs["array_col"]`` the array ``x``;
-    ``obs["barcode"]`` is the ``"{x}x{y}"`` id. Input files are only read.
+    and a few ids); count rows of unselected spots are dropped with an INFO message. ``obs["array_row"]`` is the
+    array ``y`` and ``obs["array_col"]`` the array ``x``; ``obs["barcode"]`` is the ``"{x}x{y}"`` id. Input files
+    are only read. Counts are parsed as 64-bit numbers and refused beyond the table's ``int32``.
 
     Images are not decoded here: only their header is read, and the pixels are a dask array decoded on first
     access. Memory cost of a decode:
@@ -145,7 +147,9 @@ def read_st(
     sdata = build_sdata(secs, join=join)
     for name, note in notes.items():
         get_table(sdata).uns[Keys.uns]["sections"][name].update(note)
-    validate(sdata)
+    with warnings.catch_warnings():  # the grid was checked per file above, with the file named: no second warning
+        warnings.filterwarnings("ignore", message=r"section .* disagrees with the spot grid", category=UserWarning)
+        validate(sdata)
     return sdata
 
 
@@ -365,8 +369,6 @@ def _join(
 
 def _check_grid(spots: pd.DataFrame, row: Any, *, pixel_size: float | None, pitch_um: float) -> None:
     """Refuse swapped pixel_x/pixel_y and a given pixel size that the spot grid contradicts (warn when off)."""
-    import warnings
-
     xy = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
     where = f"`samples`: section {row.section!r} (spot file {str(row.spots)!r})"
     error, warning = pixel_size_problems(

@@ -101,7 +101,8 @@ def _heg(X: Any, rows: np.ndarray | None, *, n: int, min_frac_spots: float) -> t
     chosen = order[: min(n, int(keep.sum()))]
     if len(chosen) < n:
         warnings.warn(
-            f"only {len(chosen)} genes pass `min_frac_spots`={min_frac_spots}; returning them instead of `n`={n}.",
+            f"only {len(chosen)} genes pass `min_frac_spots`={min_frac_spots}; returning them instead of the {n} "
+            "requested (`n` / `n_genes`).",
             UserWarning,
             stacklevel=3,
         )
