@@ -374,6 +374,9 @@ def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts
     ]
     if missing:
         raise ValidationError(f"table.obs lacks required column(s) {missing}.")
+    if not table.obs_names.is_unique:
+        rep = table.obs_names[table.obs_names.duplicated()].unique()[:5].tolist()
+        problems.append(f"table.obs_names repeat {rep}: every spot needs its own row name (duplicated barcodes?).")
     for sec in sections(sdata, table_key=table_key):
         problems += _check_section(sdata, sec, table, table_key=table_key)
     if require_counts:

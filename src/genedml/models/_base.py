@@ -187,6 +187,12 @@ class SpotModel:
         train_mask[train_rows] = True
         if genes is None and panel is None:
             assert_positive_int(n_genes, name="n_genes")
+        if not isinstance(smooth, bool):
+            raise ValueError(f"`smooth` must be a bool, got {smooth!r}.")
+        from ..pp._normalize import _RECIPES
+
+        if normalize not in _RECIPES:  # checked here: `pp.normalize` would name its own argument, `recipe`
+            raise ValueError(f"`normalize` must be one of {list(_RECIPES)}, got {normalize!r}.")
         self._check_before_writes(n_train=len(train_rows))
         state = table_state(table)  # a failed setup leaves the user's table as it was
         try:
@@ -445,6 +451,8 @@ class SpotModel:
 
 
 def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list[str]]:
+    sections = [sections] if isinstance(sections, str) else sections  # one name, not its characters
+    val_sections = [val_sections] if isinstance(val_sections, str) else val_sections
     val = list(val_sections or [])
     train = [s for s in all_secs if s not in val] if sections is None else list(sections)
     unknown = sorted((set(train) | set(val)) - set(all_secs))

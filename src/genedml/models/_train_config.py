@@ -86,6 +86,12 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be a positive int, got {v!r}.")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"`patience` must be a positive int or None, got {self.patience!r}.")
+        import numbers
+
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative int, got {self.seed!r}.")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"`augment` must be a bool, got {self.augment!r}.")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"`val_fraction` must lie in (0, 1), got {self.val_fraction!r}.")
 

@@ -138,6 +138,10 @@ def _panel_genes(panel: str) -> list[str]:
 
     if not hasattr(datasets, "gene_panel"):
         raise RuntimeError("`panel` needs `genedml.datasets.gene_panel`, which this installation lacks.")
+    from ..datasets._panels import PANELS
+
+    if panel not in PANELS:
+        raise ValueError(f"`panel` must be one of {list(PANELS)}, got {panel!r}.")
     return list(datasets.gene_panel(panel))
 
 
