@@ -28,6 +28,8 @@ import genedml as gd
 
 TOKENS = ["", "nan", "NaN", "inf", "-inf", "-1", "abc", "1e40", "2.5", "4294967303", "3e9", " ", "0x1F", "TRUE", "7"]
 FILES = ("counts", "spots")
+KINDS = ("truncate", "token", "shuffle_columns", "shuffle_rows", "duplicate_row", "duplicate_column", "drop_column")
+KINDS += ("drop_rows",)
 CLEAR = ("`samples`", "`pixel_size`", "genedml's data model")
 
 
@@ -79,7 +81,7 @@ def _apply(op, paths: dict[str, Path]) -> None:
         rows.insert(1 + b % (len(rows) - 1), list(rows[r]))
     elif kind == "duplicate_column":
         j = 1 + a % max(1, width - 1)
-        rows = [r + [r[j]] if j < len(r) else r for r in rows]
+        rows = [[*r, r[j]] if j < len(r) else r for r in rows]
     elif kind == "drop_column":
         j = a % width
         rows = [r[:j] + r[j + 1 :] for r in rows]
@@ -90,10 +92,7 @@ def _apply(op, paths: dict[str, Path]) -> None:
 
 
 OPS = st.tuples(
-    st.sampled_from(
-        ["truncate", "token", "shuffle_columns", "shuffle_rows", "duplicate_row", "duplicate_column", "drop_column"]
-        + ["drop_rows"]
-    ),
+    st.sampled_from(KINDS),
     st.sampled_from(FILES),
     st.integers(0, 999),
     st.integers(0, 999),
