@@ -507,3 +507,51 @@ def test_write_zarr_never_clobbers(tmp_path):
     with pytest.raises(FileExistsError, match=r"`path`"):
         gd.io.write_zarr(sdata, p)
     assert (p / "keep.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------------------ real HER2ST files
+
+
+def _her2st_b4(her2st_dir, tmp_path, spots_fn=None):
+    """Samples row of the real section B4; the spot file is copied (and edited) under ``tmp_path`` when asked."""
+    spots = her2st_dir / "data" / "ST-spotfiles" / "B4_selection.tsv"
+    if spots_fn is not None:
+        df = spots_fn(pd.read_csv(spots, sep="\t"))
+        spots = tmp_path / "B4_selection.tsv"
+        df.to_csv(spots, sep="\t", index=False)
+    return pd.DataFrame(
+        [
+            {
+                "section": "B4",
+                "patient": "B",
+                "counts": str(her2st_dir / "data" / "ST-cnts" / "B4.tsv.gz"),
+                "spots": str(spots),
+                "image": str(her2st_dir / "data" / "ST-imgs" / "B" / "B4" / "BT10737_D2_HE.jpg"),
+            }
+        ]
+    )
+
+
+def test_real_her2st_pixel_size_10x_off_is_refused(her2st_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"section 'B4' .*`pixel_size`=6.9 µm/px disagrees .* more than 2×"):
+        gd.io.read_st(_her2st_b4(her2st_dir, tmp_path), pixel_size=6.9)  # estimated: ~0.69 µm/px
+
+
+def test_real_her2st_swapped_pixel_columns_are_refused(her2st_dir, tmp_path):
+    samples = _her2st_b4(her2st_dir, tmp_path, _swap_pixels)
+    with pytest.raises(ValueError, match=r"section 'B4' .*pixel x/y columns look swapped"):
+        gd.io.read_st(samples)
+
+
+def test_real_her2st_reads_with_a_warning_for_the_spot_without_counts(her2st_dir, tmp_path, caplog):
+    logger = logging.getLogger("genedml")
+    logger.addHandler(caplog.handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sdata = gd.io.read_st(_her2st_b4(her2st_dir, tmp_path))
+    finally:
+        logger.removeHandler(caplog.handler)
+    warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warn) == 1 and "kept 283 spots" in warn[0] and "1 of 284 spot(s)" in warn[0]
+    assert gd.io.pixel_size(sdata, "B4") == pytest.approx(0.688, abs=0.002)
