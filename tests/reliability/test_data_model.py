@@ -263,9 +263,9 @@ def test_pixel_size_somewhat_off_is_a_warning(kw, ratio):
 ALLOWED = {
     "square_st": {},
     "visium_hex": {"grid": "hex", "technology": "visium"},
-    "synthetic_hex_inferred": {"grid": "hex", "technology": "synthetic"},
     "pixel_size_10pct_off": {"mpp": 5.5},
-    "unknown_technology": {"technology": "unknown"},
+    "other_technology_not_judged": {"grid": "hex", "technology": "visium_hd", "mpp": 15.0},
+    "unknown_technology_not_judged": {"technology": "unknown", "mpp": 15.0},
 }
 
 
@@ -277,6 +277,19 @@ def test_valid_objects_pass_silently(case):
         warnings.simplefilter("error")
         gd.io.validate(sdata)
     assert snapshot(sdata) == before
+
+
+def test_visium_image_turned_by_90_degrees_is_judged_turned():
+    """Space Ranger accepts images in any orientation: Visium columns may run along y. Not "swapped"; the pixel
+    size is judged on the turned grid."""
+    sec = _section("S1", grid="hex", technology="visium")
+    sec.xy = sec.xy[:, ::-1].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gd.io.validate(build_sdata([sec]))
+    sec.pixel_size = 15.0
+    with pytest.raises(ValidationError, match=r"`pixel size`=15 µm/px disagrees .* more than 2×"):
+        gd.io.validate(build_sdata([sec]))
 
 
 def test_arbitrary_array_positions_are_not_judged():

@@ -31,6 +31,12 @@ class GridFit:
     px_per_row: float
     r2: float  # min R² of x~col and y~row
     r2_swapped: float  # min R² of x~row and y~col
+    px_per_col_swapped: float = 0.0  # |slope| of y on col (an image turned by 90°)
+    px_per_row_swapped: float = 0.0  # |slope| of x on row
+
+    def turned(self) -> GridFit:
+        """The fit of an image turned by 90° (columns run along y)."""
+        return GridFit(self.px_per_col_swapped, self.px_per_row_swapped, self.r2_swapped, self.r2)
 
     @property
     def swapped(self) -> bool:
@@ -64,20 +70,21 @@ def fit_grid(xy: np.ndarray, array_row: np.ndarray, array_col: np.ndarray) -> Gr
         return None
     sx, r2x = _r2_slope(col, xy[:, 0])
     sy, r2y = _r2_slope(row, xy[:, 1])
-    _, r2xs = _r2_slope(row, xy[:, 0])
-    _, r2ys = _r2_slope(col, xy[:, 1])
-    return GridFit(abs(sx), abs(sy), min(r2x, r2y), min(r2xs, r2ys))
+    sxs, r2xs = _r2_slope(row, xy[:, 0])
+    sys_, r2ys = _r2_slope(col, xy[:, 1])
+    return GridFit(abs(sx), abs(sy), min(r2x, r2y), min(r2xs, r2ys), abs(sys_), abs(sxs))
 
 
-def lattice_of(technology: str | None, array_row: np.ndarray, array_col: np.ndarray) -> str:
-    """``"hex"`` for Visium (or a lattice whose ``row + col`` parity never changes), else ``"square"``."""
-    tech = str(technology or "").lower()
-    if "visium" in tech:
-        return "hex"
-    if tech in ("st", "legacy_st", "spatial transcriptomics"):
+def lattice_of(technology: str | None) -> str | None:
+    """``"square"`` for legacy ST, ``"hex"`` for Visium; ``None`` (not judged) for any other technology (Visium HD
+    bins, Xenium, `gd.pp.spot_grid` grids, unknown): their array indices do not fix a spacing in µm.
+    """
+    tech = str(technology or "").strip().lower()
+    if tech in ("st", "legacy_st", "spatial_transcriptomics", "spatial transcriptomics"):
         return "square"
-    parity = (np.asarray(array_row, dtype=np.int64) + np.asarray(array_col, dtype=np.int64)) % 2
-    return "hex" if parity.size > 1 and np.unique(parity).size == 1 else "square"
+    if tech == "visium":
+        return "hex"
+    return None
 
 
 def _um_per_unit(lattice: str, pitch_um: float) -> tuple[float, float]:
@@ -97,15 +104,20 @@ def pixel_size_problems(
     lattice: str,
     where: str,
     name: str = "pixel_size",
+    allow_turned: bool = False,
 ) -> tuple[str | None, str | None]:
     """Compare ``pixel_size`` (µm/px) with the spot grid; return ``(error, warning)`` messages (either may be None).
 
-    ``where`` names the section (and file) in messages; ``name`` the user's argument.
+    ``where`` names the section (and file) in messages; ``name`` the user's argument. Centres that follow the array
+    the other way round are an error (swapped x/y columns) unless ``allow_turned`` (an image turned by 90°, as
+    Space Ranger allows): then the turned fit is judged.
     """
     fit = fit_grid(xy, array_row, array_col)
     if fit is None:
         return None, None
-    if fit.swapped:
+    if fit.swapped and allow_turned:
+        fit = fit.turned()
+    elif fit.swapped:
         return (
             f"{where}: the spot centres' x follows array_row and y follows array_col (R² {fit.r2_swapped:.2f} vs "
             f"{fit.r2:.2f} the right way round): the pixel x/y columns look swapped (pixel_x ↔ pixel_y).",

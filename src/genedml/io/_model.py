@@ -342,10 +342,12 @@ def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts
     every spot centre inside its image; integer, non-negative counts in ``X`` and ``layers["counts"]`` (unless
     ``require_counts=False``, for H&E-only sections).
 
-    The pixel size is also checked against the spot grid where ``uns["genedml"]["sections"][s]["pitch_um"]`` fixes
-    it (legacy ST: a square lattice, Visium: a hexagonal one; see :mod:`genedml.io._geometry`): spot centres that
-    follow the array the other way round (swapped x/y) or a pixel size more than 2× off are problems; one more than
-    15% off gives a ``UserWarning``.
+    The pixel size is also checked against the spot grid where the technology fixes the spacing (``technology``
+    ``"st"``: a square lattice with ``pitch_um`` between array units; ``"visium"``: a hexagonal one, possibly turned
+    by 90°; the ``pitch_um`` of ``uns["genedml"]["sections"][s]``): a pixel size more than 2× off the grid's, or
+    legacy-ST centres that follow the array the other way round (swapped x/y), are problems; one more than 15% off
+    gives a ``UserWarning``. Other technologies, and grids whose array positions do not explain the centres
+    (R² < 0.95), are not judged.
 
     Parameters
     ----------
@@ -462,6 +464,9 @@ def _check_geometry(sdata: SpatialData, sec: str, table, rows: np.ndarray, *, ta
     pitch = meta.get("pitch_um")
     if pitch is None or not np.isfinite(pitch) or pitch <= 0:
         return out
+    lattice = lattice_of(meta.get("technology"))
+    if lattice is None:
+        return out
     obs = table.obs.iloc[rows]
     error, warning = pixel_size_problems(
         mpp,
@@ -469,9 +474,10 @@ def _check_geometry(sdata: SpatialData, sec: str, table, rows: np.ndarray, *, ta
         obs[Keys.array_row].to_numpy(),
         obs[Keys.array_col].to_numpy(),
         pitch_um=float(pitch),
-        lattice=lattice_of(meta.get("technology"), obs[Keys.array_row].to_numpy(), obs[Keys.array_col].to_numpy()),
+        lattice=lattice,
         where=f"section {sec!r}",
         name="pixel size",
+        allow_turned=lattice == "hex",  # a Visium image may be turned; legacy-ST pixel columns are named x/y
     )
     if error:
         out.append(error)

@@ -18,7 +18,7 @@ from genedml._keys import Keys
 from genedml._logging import logger
 from genedml._validators import assert_in_range, assert_keys_in, assert_one_of
 
-from ._geometry import pixel_size_problems
+from ._geometry import fit_grid, pixel_size_problems
 from ._hest import integer_counts, is_tiff, tiff_level_array, tiff_levels
 from ._model import SectionData, build_sdata, get_table, validate
 
@@ -371,18 +371,17 @@ def _check_grid(spots: pd.DataFrame, row: Any, *, pixel_size: float | None, pitc
     """Refuse swapped pixel_x/pixel_y and a given pixel size that the spot grid contradicts (warn when off)."""
     xy = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
     where = f"`samples`: section {row.section!r} (spot file {str(row.spots)!r})"
-    error, warning = pixel_size_problems(
-        1.0 if pixel_size is None else pixel_size,
-        xy,
-        spots["y"].to_numpy(),
-        spots["x"].to_numpy(),
-        pitch_um=pitch_um,
-        lattice="square",
-        where=where,
-    )
-    if error and (pixel_size is not None or "swapped" in error):
+    ay, ax = spots["y"].to_numpy(), spots["x"].to_numpy()
+    fit = fit_grid(xy, ay, ax)
+    if fit is not None and fit.swapped:  # judged with or without a pixel size: the estimate would be garbage
+        error, _ = pixel_size_problems(1.0, xy, ay, ax, pitch_um=pitch_um, lattice="square", where=where)
         raise ValueError(error)
-    if warning and pixel_size is not None:
+    if pixel_size is None:
+        return
+    error, warning = pixel_size_problems(pixel_size, xy, ay, ax, pitch_um=pitch_um, lattice="square", where=where)
+    if error:
+        raise ValueError(error)
+    if warning:
         warnings.warn(warning, UserWarning, stacklevel=4)
 
 
