@@ -76,8 +76,10 @@ def fit_grid(xy: np.ndarray, array_row: np.ndarray, array_col: np.ndarray) -> Gr
 
 
 def lattice_of(technology: str | None) -> str | None:
-    """``"square"`` for legacy ST, ``"hex"`` for Visium; ``None`` (not judged) for any other technology (Visium HD
-    bins, Xenium, `gd.pp.spot_grid` grids, unknown): their array indices do not fix a spacing in µm.
+    """The lattice a technology fixes: ``"square"`` (legacy ST), ``"hex"`` (Visium) or ``None``.
+
+    ``None`` (not judged) for any other technology (Visium HD bins, Xenium, `gd.pp.spot_grid` grids, unknown): their
+    array indices do not fix a spacing in µm.
     """
     tech = str(technology or "").strip().lower()
     if tech in ("st", "legacy_st", "spatial_transcriptomics", "spatial transcriptomics"):
