@@ -138,11 +138,10 @@ def _panel_genes(panel: str) -> list[str]:
 
     if not hasattr(datasets, "gene_panel"):
         raise RuntimeError("`panel` needs `genedml.datasets.gene_panel`, which this installation lacks.")
-    from ..datasets._panels import PANELS
-
-    if panel not in PANELS:
-        raise ValueError(f"`panel` must be one of {list(PANELS)}, got {panel!r}.")
-    return list(datasets.gene_panel(panel))
+    try:
+        return list(datasets.gene_panel(panel))
+    except ValueError as e:  # `gene_panel` names its own argument: name the user's, `panel`
+        raise ValueError(str(e).replace("`name`", "`panel`")) from None
 
 
 def select_genes(
