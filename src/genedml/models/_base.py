@@ -264,7 +264,9 @@ class SpotModel:
         geo = (self.encoder_info_ or {}).get("geometry")
         return dict(geo) if geo else None
 
-    def check_geometry(self, sdata: SpatialData, *, sections: list[str] | None = None, table_key: str | None = None):
+    def check_geometry(
+        self, sdata: SpatialData, *, sections: list[str] | None = None, table_key: str | None = None
+    ) -> None:
         """Raise ``ValueError`` when a section's windows would cover another field of view (µm) than in training.
 
         Windows cut at native resolution (``target_px`` pixels, the paper's choice) cover ``target_px`` × the pixel
