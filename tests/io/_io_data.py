@@ -160,8 +160,8 @@ def make_visium_dir(tmp_path: Path) -> Path:
             "in_tissue": [0, 0, *[1] * (len(barcodes) - 2), 0],
             "array_row": [*rows, 9],
             "array_col": [*cols, 9],
-            "pxl_row_in_fullres": [*(60 + 50 * rows), 5],
-            "pxl_col_in_fullres": [*(40 + 35 * cols), 5],
+            "pxl_row_in_fullres": [*(60 + 32 * rows), 5],  # 2.75 µm/px: 88 µm per row
+            "pxl_col_in_fullres": [*(40 + 18 * cols), 5],  # 49.5 µm per column
         }
     )
     pos.to_csv(root / "spatial" / "tissue_positions.csv", index=False)
@@ -217,7 +217,9 @@ def make_hest_files(tmp_path: Path, image: np.ndarray, layout: str) -> dict[str,
         ),
         var=pd.DataFrame(index=[f"H{i}" for i in range(7)]),
     )
-    adata.obsm["spatial"] = np.column_stack([100 + 150 * cols, 120 + 200 * rows]).astype(np.float64)
+    adata.obsm["spatial"] = np.column_stack(
+        [100 + 91 * cols, 120 + 157 * rows]
+    )  # 0.55 µm/px on Visium's grid.astype(np.float64)
     root = tmp_path / "hest"
     for d in ("st", "wsis", "metadata"):
         (root / d).mkdir(parents=True)

@@ -51,16 +51,16 @@ def test_counts_and_positions_follow_the_files(st_layout):
 
 
 def test_options(st_layout):
-    sdata = _read(st_layout, join="outer", only_selected=False, pixel_size={"S1": 1.5})
+    sdata = _read(st_layout, join="outer", only_selected=False, pixel_size={"S1": 5.5})
     t = gd.io.get_table(sdata)
     assert t.obs["section"].value_counts().to_dict() == {"S1": 41, "S2": 41}
     assert len(t.var_names) == 9 and t[t.obs["section"] == "S1", "G8"].X.sum() == 0
     meta = t.uns["genedml"]["sections"]
-    assert gd.io.pixel_size(sdata, "S1") == 1.5 and meta["S1"]["pixel_size_source"] == "given"
+    assert gd.io.pixel_size(sdata, "S1") == 5.5 and meta["S1"]["pixel_size_source"] == "given"
     assert meta["S2"]["pixel_size_source"] == "estimated"
-    sdata = _read(st_layout, pixel_size=0.5, sections=["S2"], spot_diameter_um=55.0, pitch_um=100.0)
-    assert gd.io.sections(sdata) == ["S2"] and gd.io.pixel_size(sdata, "S2") == 0.5
-    assert sdata.shapes["S2_spots"]["radius"].iloc[0] == pytest.approx(55.0)
+    sdata = _read(st_layout, pixel_size=2.5, sections=["S2"], spot_diameter_um=55.0, pitch_um=100.0)
+    assert gd.io.sections(sdata) == ["S2"] and gd.io.pixel_size(sdata, "S2") == 2.5
+    assert sdata.shapes["S2_spots"]["radius"].iloc[0] == pytest.approx(11.0)
     assert gd.io.get_table(sdata).uns["genedml"]["sections"]["S2"]["pitch_um"] == 100.0
 
 
@@ -88,9 +88,12 @@ def test_logs_dropped_spots(st_layout):
         _read(st_layout, sections=["S1"])
     finally:
         logger.removeHandler(handler)
-    # count rows without a selected spot: "30x30" and the unselected "2x2"; spot without counts: "3x2"
-    msgs = [r.getMessage() for r in records if r.levelno == logging.INFO]
-    assert any("'S1': 40 spots; dropped 2 count row(s)" in m and "1 spot(s) without counts" in m for m in msgs)
+    # the unselected "2x2" is dropped at INFO; "30x30" (no spot) and "3x2" (no counts) are WARNINGs with ids
+    info = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert any("'S1': 40 spots; 1 count row(s) of unselected spots dropped" in m for m in info)
+    warn = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(warn) == 1 and "kept 40 spots; dropped 1 of 42 row(s)" in warn[0]
+    assert "['30x30']" in warn[0] and "1 of 41 spot(s)" in warn[0] and "['3x2']" in warn[0]
 
 
 def test_images_are_not_decoded_at_read(st_layout, monkeypatch):
@@ -250,4 +253,4 @@ def test_spots_outside_image(st_layout):
     df.loc[5, "pixel_x"] = 5000.0
     df.to_csv(p, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"section 'S1': 1 spot centre\(s\) .* outside the 360×300 px image"):
-        _read(st_layout, pixel_size=1.0)
+        _read(st_layout, pixel_size=5.0)

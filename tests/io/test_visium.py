@@ -33,8 +33,8 @@ def test_read_visium_hires(visium_dir):
     # spot centres in full-res px, array positions from the tissue positions file
     xy = gd.io.spot_centers(sdata, "V1")
     rows, cols = t.obs["array_row"].to_numpy(), t.obs["array_col"].to_numpy()
-    np.testing.assert_allclose(xy[:, 1], 60 + 50 * rows)
-    np.testing.assert_allclose(xy[:, 0], 40 + 35 * cols)
+    np.testing.assert_allclose(xy[:, 1], 60 + 32 * rows)
+    np.testing.assert_allclose(xy[:, 0], 40 + 18 * cols)
     meta = t.uns["genedml"]["sections"]["V1"]
     assert meta["technology"] == "visium"
     assert meta["pixel_size_source"] == "scalefactors"
@@ -108,4 +108,4 @@ def test_read_visium_space_ranger_1_positions(visium_dir):
     sdata = read_visium(visium_dir, section="V1")
     t = _table(sdata)
     assert t.n_obs == 18
-    np.testing.assert_allclose(gd.io.spot_centers(sdata, "V1")[:, 1], 60 + 50 * t.obs["array_row"].to_numpy())
+    np.testing.assert_allclose(gd.io.spot_centers(sdata, "V1")[:, 1], 60 + 32 * t.obs["array_row"].to_numpy())

@@ -104,7 +104,8 @@ def test_neighbor_mask_at_each_border(xy, masked_rows, masked_cols):
 def test_partly_outside_target_window_is_zero_padded_not_shifted():
     img = np.random.default_rng(0).integers(1, 255, (60, 50, 3), dtype=np.uint8)
     xy = [(3, 30), (45, 57)]  # near the left edge; near the bottom-right corner
-    w = gd.pp.spot_windows(_sdata(img, xy), section="s1", target_px=N).images
+    with pytest.warns(UserWarning, match=r"section 's1': \d+% of the target windows' pixels are zero padding"):
+        w = gd.pp.spot_windows(_sdata(img, xy), section="s1", target_px=N).images
     left = w[0]
     assert (left[:, :5] == 0).all()  # x from -5 to -1 is outside
     np.testing.assert_array_equal(left[:, 5:], img[22:38, 0:11])

@@ -346,7 +346,7 @@ def _read_hest_adata(path: Path) -> ad.AnnData:
 
 
 def integer_counts(X: Any, *, name: str, where: str):
-    """Raw counts as ``int32`` CSR; raise ``ValueError`` naming ``name`` when negative, non-integer or non-finite."""
+    """Raw counts as ``int32`` CSR; ``ValueError`` naming ``name`` when negative, non-integer, non-finite or > int32."""
     import scipy.sparse as sp
 
     X = sp.csr_matrix(X)
@@ -358,6 +358,14 @@ def integer_counts(X: Any, *, name: str, where: str):
             raise ValueError(f"`{name}`: counts in {where!r} are not integers; raw (unnormalised) counts expected.")
     if data.size and data.min() < 0:
         raise ValueError(f"`{name}`: counts in {where!r} hold negative values; raw counts must be ≥ 0.")
+    top = np.iinfo(np.int32).max
+    if data.size and data.max() > top:
+        peak = data.max().item()
+        shown = str(int(peak)) if float(peak).is_integer() else repr(peak)
+        raise ValueError(
+            f"`{name}`: counts in {where!r} reach {shown}, beyond the int32 range the table stores (≤ {top}); "
+            "raw per-spot counts are expected."
+        )
     return X.astype(np.int32)
 
 

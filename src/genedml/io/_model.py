@@ -337,9 +337,17 @@ def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts
     """Check that ``sdata`` follows genedml's data model; raise :class:`ValidationError` listing every problem.
 
     Checks: the table and its obs columns; one image and one circles element per section, each with a
-    transformation to the section's pixel and µm coordinate systems; radius > 0; spot ids that join the shapes
-    index; every spot centre inside its image; integer, non-negative counts in ``X`` and ``layers["counts"]``
-    (unless ``require_counts=False``, for H&E-only sections).
+    transformation to the section's pixel and µm coordinate systems, the image's pixel size equal to the spots';
+    radius > 0; unique spot ids (``obs["spot_id"]`` within a section, the shapes index) that join the shapes index;
+    every spot centre inside its image; integer, non-negative counts in ``X`` and ``layers["counts"]`` (unless
+    ``require_counts=False``, for H&E-only sections).
+
+    The pixel size is also checked against the spot grid where the technology fixes the spacing (``technology``
+    ``"st"``: a square lattice with ``pitch_um`` between array units; ``"visium"``: a hexagonal one, possibly turned
+    by 90°; the ``pitch_um`` of ``uns["genedml"]["sections"][s]``): a pixel size more than 2× off the grid's, or
+    legacy-ST centres that follow the array the other way round (swapped x/y), are problems; one more than 15% off
+    gives a ``UserWarning``. Other technologies, and grids whose array positions do not explain the centres
+    (R² < 0.95), are not judged.
 
     Parameters
     ----------
@@ -368,6 +376,9 @@ def validate(sdata: SpatialData, *, table_key: str | None = None, require_counts
     ]
     if missing:
         raise ValidationError(f"table.obs lacks required column(s) {missing}.")
+    if not table.obs_names.is_unique:
+        rep = table.obs_names[table.obs_names.duplicated()].unique()[:5].tolist()
+        problems.append(f"table.obs_names repeat {rep}: every spot needs its own row name (duplicated barcodes?).")
     for sec in sections(sdata, table_key=table_key):
         problems += _check_section(sdata, sec, table, table_key=table_key)
     if require_counts:
@@ -395,9 +406,18 @@ def _check_section(sdata: SpatialData, sec: str, table, *, table_key: str | None
     if regions != {spots_key}:
         out.append(f"section {sec!r}: table rows annotate {sorted(regions)} instead of {spots_key!r}.")
     ids = table.obs[Keys.instance].to_numpy()[rows]
+    dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
+    if dup:
+        out.append(f"section {sec!r}: obs[{Keys.instance!r}] repeats spot id(s) {dup[:5]}: each spot needs one row.")
+    if shapes.index.duplicated().any():
+        rep = shapes.index[shapes.index.duplicated()][:5].tolist()
+        out.append(f"section {sec!r}: the index of {spots_key!r} repeats spot id(s) {rep}.")
     if not np.isin(ids, shapes.index.to_numpy()).all():
         out.append(f"section {sec!r}: obs[{Keys.instance!r}] holds ids missing from {spots_key!r}'s index.")
         return out
+    if dup or shapes.index.duplicated().any():
+        return out
+    out += _check_geometry(sdata, sec, table, rows, table_key=table_key)
     if img_key in sdata.images:
         try:
             h, w = image_shape(sdata, sec)
@@ -410,6 +430,59 @@ def _check_section(sdata: SpatialData, sec: str, table, *, table_key: str | None
         arr = _finest(sdata.images[img_key])
         if arr.sizes.get("c") != 3 or arr.dtype != np.uint8:
             out.append(f"section {sec!r}: image must be RGB uint8 (c=3), got c={arr.sizes.get('c')}, {arr.dtype}.")
+    return out
+
+
+def _check_geometry(sdata: SpatialData, sec: str, table, rows: np.ndarray, *, table_key: str | None) -> list[str]:
+    """The image's µm scale against the spots'; the spots' pixel size against their grid (see `validate`)."""
+    import warnings
+
+    from ._geometry import lattice_of, pixel_size_problems
+
+    out: list[str] = []
+    try:
+        mpp = pixel_size(sdata, sec)
+    except ValueError:
+        return out  # reported above
+    img_key = Keys.image(sec)
+    if img_key in sdata.images:
+        el = sdata.images[img_key]
+        try:
+            img_mpp = _scale_of(el, Keys.um(sec), name=f"image {img_key!r}") / _scale_of(
+                el, sec, name=f"image {img_key!r}"
+            )
+        except ValueError as e:
+            out.append(str(e))
+        else:
+            if not np.isclose(img_mpp, mpp, rtol=1e-3):
+                out.append(
+                    f"section {sec!r}: the image {img_key!r} is {img_mpp:.6g} µm/px but the spots "
+                    f"{Keys.spots(sec)!r} are {mpp:.6g} µm/px (their transformations to {Keys.um(sec)!r}); they must "
+                    "agree."
+                )
+    meta = table.uns.get(Keys.uns, {}).get("sections", {}).get(sec, {})
+    pitch = meta.get("pitch_um")
+    if pitch is None or not np.isfinite(pitch) or pitch <= 0:
+        return out
+    lattice = lattice_of(meta.get("technology"))
+    if lattice is None:
+        return out
+    obs = table.obs.iloc[rows]
+    error, warning = pixel_size_problems(
+        mpp,
+        spot_centers(sdata, sec, table_key=table_key),
+        obs[Keys.array_row].to_numpy(),
+        obs[Keys.array_col].to_numpy(),
+        pitch_um=float(pitch),
+        lattice=lattice,
+        where=f"section {sec!r}",
+        name="pixel size",
+        allow_turned=lattice == "hex",  # a Visium image may be turned; legacy-ST pixel columns are named x/y
+    )
+    if error:
+        out.append(error)
+    if warning:
+        warnings.warn(warning, UserWarning, stacklevel=3)
     return out
 
 

@@ -80,7 +80,13 @@ def read_visium(
     library = _check_layout(root)
     name = section or dataset_id or library or root.name
     fullres = _fullres_path(root, fullres_image_file)
-    scalef = json.loads((root / "spatial" / _SCALEFACTORS).read_text())
+    sf_path = root / "spatial" / _SCALEFACTORS
+    try:
+        scalef = json.loads(sf_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"`path`: {str(sf_path)!r} is not valid JSON ({e}).") from None
+    if not isinstance(scalef, dict):
+        raise ValueError(f"`path`: {str(sf_path)!r} must hold a JSON object of scale factors.")
     diameter = _scalefactor(scalef, "spot_diameter_fullres", root)
     via_sdio = fullres if fullres is not None and not is_tiff(fullres) else None  # TIFFs: chunked reader below
     sd = spatialdata_io.visium(root, dataset_id=dataset_id or (None if library else name), fullres_image_file=via_sdio)

@@ -15,6 +15,7 @@ import numpy as np
 from .._keys import Keys
 from .._logging import logger
 from .._utils import resolve_progress
+from .._validators import assert_positive_int
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["EncoderSettings", "SpotModel"]
 
 TARGET_KEY = Keys.target
+_GEOMETRY_TOLERANCE = 0.15  # relative difference of window field of view (µm) refused at predict
 
 
 @dataclasses.dataclass
@@ -160,6 +162,7 @@ class SpotModel:
         from .. import io as gio
         from .. import pp
         from ..dataloaders import inner_validation_split
+        from ..io._snapshot import restore_table, table_state
 
         table = gio.get_table(sdata, table_key=table_key)
         all_secs = gio.sections(sdata, table_key=table_key)
@@ -187,30 +190,113 @@ class SpotModel:
             )
         train_mask = np.zeros(table.n_obs, dtype=bool)
         train_mask[train_rows] = True
-        self.genes_ = pp.select_genes(
-            sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
-        )
-        pp.normalize(
-            sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
-        )
-        self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
-        used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
-        data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
-        rows_used = np.flatnonzero(np.isin(sec_col, used))
-        pos_of = {r: i for i, r in enumerate(rows_used)}
-        self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
-        self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
-        self.fit_info_ = {
-            "train_sections": sorted(set(sec_col[train_rows])),
-            "val_sections": sorted(set(sec_col[val_rows])),
-            "val_level": level,
-            "n_train": len(train_rows),
-            "n_val": len(val_rows),
-            "protocol": self.train_config.protocol,
-            "optimistic": self.train_config.protocol == "paper",
-        }
-        self._after_setup()
+        if genes is None and panel is None:
+            assert_positive_int(n_genes, name="n_genes")
+        if not isinstance(smooth, bool):
+            raise ValueError(f"`smooth` must be a bool, got {smooth!r}.")
+        from ..pp._normalize import _RECIPES
+
+        if normalize not in _RECIPES:  # checked here: `pp.normalize` would name its own argument, `recipe`
+            raise ValueError(f"`normalize` must be one of {list(_RECIPES)}, got {normalize!r}.")
+        self._check_before_writes(n_train=len(train_rows))
+        state = table_state(table)  # a failed setup leaves the user's table as it was
+        try:
+            self.genes_ = pp.select_genes(
+                sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
+            )
+            pp.normalize(
+                sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
+            )
+            self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
+            used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
+            data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
+            rows_used = np.flatnonzero(np.isin(sec_col, used))
+            pos_of = {r: i for i, r in enumerate(rows_used)}
+            self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
+            self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
+            self.fit_info_ = {
+                "train_sections": sorted(set(sec_col[train_rows])),
+                "val_sections": sorted(set(sec_col[val_rows])),
+                "val_level": level,
+                "n_train": len(train_rows),
+                "n_val": len(val_rows),
+                "protocol": self.train_config.protocol,
+                "optimistic": self.train_config.protocol == "paper",
+            }
+            self._after_setup()
+            self._record_geometry(sdata, used, table)
+        except BaseException:
+            restore_table(table, state)
+            raise
         return self
+
+    def _check_before_writes(self, *, n_train: int) -> None:
+        """Hook: refuse settings that cannot work with ``n_train`` training spots before anything is written."""
+
+    # ------------------------------------------------------------------------------------------------- geometry
+    def _record_geometry(self, sdata: SpatialData, secs: list[str], table) -> None:
+        """Store the training sections' µm geometry in ``encoder_info_["geometry"]`` (saved with the model)."""
+        from .. import io as gio
+
+        meta = table.uns.get(Keys.uns, {}).get("sections", {})
+        mpp = {s: float(gio.pixel_size(sdata, s)) for s in secs}
+        first = meta.get(secs[0], {}) if secs else {}
+        geo = {
+            "pixel_size_um": mpp,
+            "window_um": {s: self._window_um(m) for s, m in mpp.items()},
+            "pitch_um": first.get("pitch_um"),
+            "spot_diameter_um": first.get("spot_diameter_um"),
+        }
+        if self.encoder_info_ is None:
+            self.encoder_info_ = {}
+        self.encoder_info_["geometry"] = _plain(geo)
+
+    def _window_um(self, mpp: float) -> float:
+        """Field of view (µm) of a target window on a section of ``mpp`` µm/px under the model's window settings."""
+        enc = self.encoder
+        if enc.target_um is not None:
+            return float(enc.target_um)
+        if enc.target_mpp is not None:
+            return float(enc.target_px * enc.target_mpp)
+        return float(enc.target_px * mpp)
+
+    @property
+    def geometry_(self) -> dict | None:
+        """Training geometry: ``pitch_um``, ``spot_diameter_um``, per-section ``pixel_size_um`` and ``window_um``.
+
+        ``None`` before `setup` (or for a model saved before genedml recorded it).
+        """
+        geo = (self.encoder_info_ or {}).get("geometry")
+        return dict(geo) if geo else None
+
+    def check_geometry(
+        self, sdata: SpatialData, *, sections: list[str] | None = None, table_key: str | None = None
+    ) -> None:
+        """Raise ``ValueError`` when a section's windows would cover another field of view (µm) than in training.
+
+        Windows cut at native resolution (``target_px`` pixels, the paper's choice) cover ``target_px`` × the pixel
+        size: a model trained at 2 µm/px applied to a 0.5 µm/px image would see a quarter of the tissue width it
+        learned on. Windows of a physical size (``target_um``) are resampled to the same µm on any image, so they
+        always match. A difference above 15% is refused.
+        """
+        from .. import io as gio
+
+        geo = self.geometry_
+        if not geo or not geo.get("window_um"):
+            return
+        train_um = float(np.median(list(geo["window_um"].values())))
+        train_mpp = float(np.median(list(geo["pixel_size_um"].values())))
+        secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
+        for sec in secs:
+            mpp = float(gio.pixel_size(sdata, sec))
+            um = self._window_um(mpp)
+            if abs(um / train_um - 1.0) > _GEOMETRY_TOLERANCE:
+                raise ValueError(
+                    f"section {sec!r} has a pixel size of {mpp:.4g} µm/px but the model was trained at "
+                    f"{train_mpp:.4g} µm/px with windows of {self.encoder.target_px} native pixels: its windows "
+                    f"would cover {um:.4g} µm instead of the {train_um:.4g} µm the model learned on. Use an image at "
+                    f"the training pixel size, or train with `target_um` (windows cut and resampled in µm)."
+                )
 
     def _spot_data(
         self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
@@ -329,6 +415,7 @@ class SpotModel:
         if not self.is_ready():
             raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
         secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
+        self.check_geometry(sdata, sections=secs, table_key=table_key)
         data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress, with_y=False)
         return self._predict_data(data)
 
@@ -414,9 +501,14 @@ class SpotModel:
         """Hook run at the end of `setup` (build networks, check sizes)."""
 
     def check_compatible(self, sdata: SpatialData, *, table_key: str | None = None) -> None:
-        """Raise ``ValueError`` if ``sdata`` lacks the model genes (when it has counts) or has foreign features."""
+        """Raise ``ValueError`` if ``sdata`` is not fit for this model.
+
+        Refused: a table lacking the model genes (when it has counts), features of another encoder, or sections whose
+        windows would cover another field of view in µm than in training (see `check_geometry`).
+        """
         from .. import io as gio
 
+        self.check_geometry(sdata, table_key=table_key)
         table = gio.get_table(sdata, table_key=table_key)
         if table.n_vars > 0:
             missing = [g for g in self.genes_ if g not in table.var_names]
@@ -438,6 +530,8 @@ class SpotModel:
 
 
 def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list[str]]:
+    sections = [sections] if isinstance(sections, str) else sections  # one name, not its characters
+    val_sections = [val_sections] if isinstance(val_sections, str) else val_sections
     val = list(val_sections or [])
     train = [s for s in all_secs if s not in val] if sections is None else list(sections)
     unknown = sorted((set(train) | set(val)) - set(all_secs))

@@ -84,6 +84,9 @@ class GeneDML(SpotModel):
         self.config = _as_config(config)
         self.net = None
 
+    def _check_before_writes(self, *, n_train: int) -> None:
+        _check_k(self.config, self.train_config, n_train)
+
     def _after_setup(self) -> None:
         import torch
 
@@ -242,13 +245,36 @@ def _as_config(config) -> GeneDMLConfig:
     if isinstance(config, GeneDMLConfig):
         return config
     if isinstance(config, str):
+        _check_preset(config, name="config")
         return GeneDMLConfig.preset(config)
     if isinstance(config, dict):
         if "preset" in config:
+            _check_preset(config["preset"], name="config['preset']")
             rest = {k: v for k, v in config.items() if k != "preset"}
+            _check_config_keys(rest)
             return GeneDMLConfig.preset(config["preset"], **rest)
+        _check_config_keys(config)
         return GeneDMLConfig.from_dict(config)
     raise TypeError(f"`config` must be a GeneDMLConfig, a preset name or a dict, got {type(config).__name__}.")
+
+
+def _check_preset(value, *, name: str) -> None:
+    """The user's argument (``config``) named in the error, not `GeneDMLConfig.preset`'s ``name``."""
+    from ._config import _PRESETS
+
+    if value not in _PRESETS:
+        raise ValueError(
+            f"`{name}` must be a GeneDMLConfig, a dict or one of the presets {sorted(_PRESETS)}, got {value!r}."
+        )
+
+
+def _check_config_keys(d: dict) -> None:
+    from dataclasses import fields
+
+    valid = [f.name for f in fields(GeneDMLConfig)]
+    unknown = sorted(str(k) for k in d if k not in valid)
+    if unknown:
+        raise ValueError(f"`config` has unknown GeneDMLConfig key(s) {unknown}; valid keys are {valid}.")
 
 
 def _check_k(config: GeneDMLConfig, tc: TrainConfig, n_train: int) -> None:

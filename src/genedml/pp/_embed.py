@@ -20,7 +20,7 @@ from ._cache import FeatureCache, hash_array, hash_key
 from ._embed_run import RunContext, SectionTask, run_section
 from ._embed_write import FeatureWriter, embed_params, table_rows
 from ._images import SectionImage, open_source
-from ._windows import SectionGeometry, WindowSpec, check_spots_inside, section_geometry
+from ._windows import SectionGeometry, WindowSpec, check_spots_inside, section_geometry, warn_padding
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -195,7 +195,9 @@ def _section_input(
         raise ValueError(f"section {section!r}: the pixel size (µm/px) is unknown. {err}") from None
     xy = spot_centers(sdata, section, table_key=table_key)
     check_spots_inside(image, xy, section=section)
-    return image, xy, section_geometry(image, spec, xy, mpp_full=mpp, section=section)
+    geo = section_geometry(image, spec, xy, mpp_full=mpp, section=section)
+    warn_padding(geo, stacklevel=5)
+    return image, xy, geo
 
 
 def _get_encoder(encoder, *, weights, pretrained, device):

@@ -101,7 +101,8 @@ def _heg(X: Any, rows: np.ndarray | None, *, n: int, min_frac_spots: float) -> t
     chosen = order[: min(n, int(keep.sum()))]
     if len(chosen) < n:
         warnings.warn(
-            f"only {len(chosen)} genes pass `min_frac_spots`={min_frac_spots}; returning them instead of `n`={n}.",
+            f"only {len(chosen)} genes pass `min_frac_spots`={min_frac_spots}; returning them instead of the {n} "
+            "requested (`n` / `n_genes`).",
             UserWarning,
             stacklevel=3,
         )
@@ -137,7 +138,10 @@ def _panel_genes(panel: str) -> list[str]:
 
     if not hasattr(datasets, "gene_panel"):
         raise RuntimeError("`panel` needs `genedml.datasets.gene_panel`, which this installation lacks.")
-    return list(datasets.gene_panel(panel))
+    try:
+        return list(datasets.gene_panel(panel))
+    except ValueError as e:  # `gene_panel` names its own argument: name the user's, `panel`
+        raise ValueError(str(e).replace("`name`", "`panel`")) from None
 
 
 def select_genes(

@@ -117,9 +117,11 @@ def spot_grid(
 
 
 def _geometry(model, pitch_um, diameter_um) -> tuple[float, float]:
-    geo = getattr(model, "geometry_", None) or {}
-    pitch = pitch_um if pitch_um is not None else geo.get("pitch_um", 200.0)
-    diam = diameter_um if diameter_um is not None else geo.get("spot_diameter_um", 100.0)
+    if model is not None and not hasattr(model, "geometry_"):
+        raise TypeError(f"`model` must be a trained genedml model (e.g. GeneDML), got {type(model).__name__}.")
+    geo = (model.geometry_ if model is not None else None) or {}
+    pitch = pitch_um if pitch_um is not None else (geo.get("pitch_um") or 200.0)
+    diam = diameter_um if diameter_um is not None else (geo.get("spot_diameter_um") or 100.0)
     assert_in_range(pitch, name="pitch_um", low=0, inclusive=False)
     assert_in_range(diam, name="diameter_um", low=0, inclusive=False)
     return float(pitch), float(diam)

@@ -6,7 +6,8 @@
   that is not entirely inside the image is masked (``False``) and left zero;
 * **global**: the pooled target windows of all spots of a section (no extra pixels).
 
-Pixels of a partly outside target window are zero-padded; windows are never shifted.
+Pixels of a partly outside target window are zero-padded; windows are never shifted. When more than 25% of the
+target windows' pixels of a section are padding (a window too large for the image), a ``UserWarning`` says so.
 """
 
 from __future__ import annotations
@@ -144,6 +145,39 @@ def check_spots_inside(image: SectionImage, xy_full: np.ndarray, *, section: str
         )
 
 
+PAD_WARN_FRACTION = 0.25
+"""Mean fraction of zero-padded target-window pixels above which `warn_padding` warns."""
+
+
+def padded_fraction(geo: SectionGeometry) -> np.ndarray:
+    """``(n,)`` fraction of each target window's pixels that lie outside the image (zero-padded)."""
+    H, W = geo.level.shape
+    n = geo.crop_px
+    oy, ox = geo.origins[:, 0], geo.origins[:, 1]
+    in_y = np.clip(np.minimum(oy + n, H) - np.maximum(oy, 0), 0, n)
+    in_x = np.clip(np.minimum(ox + n, W) - np.maximum(ox, 0), 0, n)
+    return 1.0 - (in_y * in_x) / float(n * n)
+
+
+def warn_padding(geo: SectionGeometry, *, stacklevel: int = 3) -> None:
+    """``UserWarning`` when target windows are mostly zero padding (a window too large for the image)."""
+    import warnings
+
+    if not len(geo.origins):
+        return
+    frac = padded_fraction(geo)
+    if frac.mean() > PAD_WARN_FRACTION:
+        H, W = geo.level.shape
+        warnings.warn(
+            f"section {geo.section!r}: {100 * frac.mean():.0f}% of the target windows' pixels are zero padding "
+            f"(windows of {geo.crop_px} px ≈ {geo.window_um:.4g} µm on a {W}×{H} px image level; "
+            f"{int((frac > 0.5).sum())} of {len(frac)} windows are more than half padding): the features describe "
+            "mostly empty borders. Use a smaller `target_px`/`target_um` or check the pixel size.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
 def resample(batch: np.ndarray, out_px: int) -> np.ndarray:
     """Resize ``uint8`` windows ``(B, 3, n, n)`` to ``(B, 3, out_px, out_px)`` (bilinear, antialiased)."""
     if batch.shape[-1] == out_px:
@@ -222,6 +256,7 @@ def spot_windows(
         raise ValueError(f"`spots` must index the {len(xy)} spots of section {section!r}, got {idx.tolist()[:5]}.")
     check_spots_inside(image, xy[idx], section=section, ids=idx)
     geo = section_geometry(image, spec, xy[idx], mpp_full=pixel_size(sdata, section), section=section)
+    warn_padding(geo)
     source = open_source(geo.level)
     if scale == "target":
         buf = np.empty((len(idx), 3, geo.crop_px, geo.crop_px), np.uint8)

@@ -13,6 +13,7 @@ import pandas as pd
 from .._keys import Keys
 from .._logging import logger
 from .._utils import atomic_path, resolve_progress
+from .._validators import assert_positive_int
 from ..io._model import get_table
 
 if TYPE_CHECKING:
@@ -101,6 +102,33 @@ class EnsembleModel:
         return np.mean(preds, axis=0).astype(np.float32)
 
 
+def _scratch_restored(func):
+    """Run ``func(sdata, …, table_key=…)`` and put the table back afterwards except the documented keys."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(sdata, *args, **kwargs):
+        from ..io._snapshot import restore_table, table_state
+
+        table = get_table(sdata, table_key=kwargs.get("table_key"))
+        if "n_hpg" in kwargs:  # checked here, not as `k` deep inside the HPG selection after all folds ran
+            assert_positive_int(kwargs["n_hpg"], name="n_hpg")
+        state = table_state(table)
+        try:
+            out = func(sdata, *args, **kwargs)
+        except BaseException:
+            restore_table(table, state)
+            raise
+        feats = table.uns.get(Keys.uns, {}).get("features", {})
+        keep = {k for info in feats.values() for k in dict(info.get("obsm_keys", {})).values()}
+        keep |= {k + "_mask" for k in keep}
+        restore_table(table, state, keep_obsm=keep, keep_uns=("cv", "features"))
+        return out
+
+    return wrapper
+
+
+@_scratch_restored
 def cross_validate(
     sdata: SpatialData,
     *,
@@ -179,7 +207,10 @@ def cross_validate(
 
     Returns
     -------
-    A `CVResult`; its scores and summary are also stored in ``uns["genedml"]["cv"]``.
+    A `CVResult`; its scores and summary are also stored in ``uns["genedml"]["cv"]``. The table keeps only that and
+    the frozen-encoder features (the ``obsm`` keys and ``uns["genedml"]["features"]`` of `gd.pp.embed`); the
+    per-fold targets and gene lists are scratch and are removed (earlier values restored). A failed call leaves the
+    table as it was.
     """
     from .. import metrics, pp
     from .._settings import settings

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._keys import Keys
+from .._validators import assert_positive_int
 from ..io._model import get_table
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def evaluate(
         raise KeyError(f"`layer`={layer!r}: no predictions in the table (run gd.tl.predict(..., key_added={layer!r})).")
     if aggregate not in ("section", "spots"):
         raise ValueError(f"`aggregate` must be 'section' or 'spots', got {aggregate!r}.")
+    assert_positive_int(n_hpg, name="n_hpg")
     prov = table.uns.get(Keys.uns, {}).get(layer, {})
     genes = prov.get("genes")
     genes = list(table.var_names[table.var[flag].to_numpy()]) if genes is None else [str(g) for g in genes]

@@ -195,6 +195,8 @@ def predict(
     key = Keys.table if table_key is None else table_key
     table = get_table(sdata, table_key=key)
     secs = _all_sections(sdata, table_key=key) if sections is None else list(sections)
+    if isinstance(sections, str):  # one name, not its characters
+        secs = [sections]
     unknown = sorted(set(secs) - set(_all_sections(sdata, table_key=key)))
     if unknown:
         raise KeyError(f"`sections`: unknown section(s) {unknown}.")
