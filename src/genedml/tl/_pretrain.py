@@ -28,7 +28,8 @@ class PretrainResult:
     path: Path
     """The adapted weights (``.safetensors``; pass as ``weights=`` with the same ``encoder``)."""
     history: pd.DataFrame
-    """One row per epoch: ``epoch``, mean ``loss``, ``tiles_per_s``, ``seconds``, ``lr``."""
+    """One row per epoch: ``epoch``, mean ``loss``, ``tiles`` trained on, ``tiles_per_s`` (wall), wall
+    ``seconds``, process ``cpu_seconds`` (all threads), final ``lr``."""
     params: dict[str, Any] = field(default_factory=dict)
     """Settings of the run (also stored in the file's metadata)."""
 
@@ -57,6 +58,7 @@ def pretrain_encoder(
     overwrite: bool = False,
     device: str | None = None,
     seed: int = 0,
+    max_minutes: float | None = None,
     progress: bool | None = None,
 ) -> PretrainResult:
     """Adapt an encoder to the slides of ``sdata`` by self-supervised learning and save its weights.
@@ -124,6 +126,9 @@ def pretrain_encoder(
     seed
         Seeds the heads, the tile samples, their order and the augmentations (one stream per epoch, so a resumed
         run draws what an uninterrupted one would).
+    max_minutes
+        Wall-clock budget for the training: it stops after the step that passes it and the weights reached so
+        far are written (the learning-rate schedule is still planned for ``epochs``); ``None`` means no limit.
     progress
         Show Lightning's progress bar; ``None`` follows ``gd.settings.progress_bar``.
 
@@ -139,14 +144,14 @@ def pretrain_encoder(
     >>> res = gd.tl.pretrain_encoder(sdata, out=out, encoder="test_resnet", pretrained=False, target_px=32,
     ...                              epochs=1, tiles_per_epoch=16, batch_size=8, progress=False)
     >>> list(res.history.columns)
-    ['epoch', 'loss', 'tiles_per_s', 'seconds', 'lr']
+    ['epoch', 'loss', 'tiles', 'tiles_per_s', 'seconds', 'cpu_seconds', 'lr']
     >>> gd.pp.embed(sdata, encoder="test_resnet", weights=res.path, target_px=32, scales=["global"])
     """
     from ..pp._embed import _resolve_sections
     from ..pp._windows import WindowSpec
 
     out_path, ckpt_dir, ckpt_path = _validate(
-        out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed,
+        out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed, max_minutes,
         checkpoint_dir, resume, overwrite,
     )  # fmt: skip
     spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
@@ -174,12 +179,13 @@ def pretrain_encoder(
         "weight_decay": float(weight_decay),
         "min_tissue": float(min_tissue),
         "seed": int(seed),
+        "max_minutes": None if max_minutes is None else float(max_minutes),
     }
     history, state = _train(enc, tiles, params, dev, ckpt_dir, ckpt_path, resolve_progress(progress))
     _write(state, out_path, params)
     import pandas as pd
 
-    hist = pd.DataFrame(history, columns=["epoch", "loss", "tiles_per_s", "seconds", "lr"])
+    hist = pd.DataFrame(history, columns=["epoch", "loss", "tiles", "tiles_per_s", "seconds", "cpu_seconds", "lr"])
     if len(hist):
         logger.info(
             "pretrain_encoder: %s %s, %d epochs, loss %.4f → %.4f, %.1f tiles/s; weights in %s",
@@ -190,8 +196,8 @@ def pretrain_encoder(
 
 
 def _validate(
-    out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed, checkpoint_dir, resume,
-    overwrite,
+    out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed, max_minutes,
+    checkpoint_dir, resume, overwrite,
 ) -> tuple[Path, Path, Path | None]:  # fmt: skip
     if not isinstance(out, str | os.PathLike) or not str(out):
         raise ValueError(f"`out` must be a path to a '.safetensors' file, got {out!r}.")
@@ -217,6 +223,8 @@ def _validate(
         raise ValueError(f"`lr` must be positive, got {lr!r}.")
     assert_in_range(weight_decay, name="weight_decay", low=0.0)
     assert_in_range(min_tissue, name="min_tissue", low=0.0, high=1.0)
+    if max_minutes is not None:
+        assert_in_range(max_minutes, name="max_minutes", low=0.0, inclusive=False)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer, got {seed!r}.")
     ckpt_dir = Path(checkpoint_dir).expanduser() if checkpoint_dir is not None else out_path.with_suffix(".ckpt")
@@ -278,6 +286,7 @@ def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None
             precision=precision,
             progress=progress,
             history=history,
+            max_minutes=params["max_minutes"],
         )
         trainer.fit(plan, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}

@@ -27,10 +27,15 @@ def _hed_matrices() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(hed_from_rgb, dtype=torch.float32), torch.as_tensor(rgb_from_hed, dtype=torch.float32)
 
 
-def rgb_to_hed(x: torch.Tensor, hed_from_rgb: torch.Tensor) -> torch.Tensor:
-    """RGB in ``[0, 1]`` ``(B, 3, H, W)`` → HED stain concentrations, as :func:`skimage.color.rgb2hed`."""
+def rgb_to_hed(x: torch.Tensor, hed_from_rgb: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
+    """RGB in ``[0, 1]`` ``(B, 3, H, W)`` → HED stain concentrations, as :func:`skimage.color.rgb2hed`.
+
+    ``clip=False`` keeps negative concentrations (colours outside the stain cone), so that :func:`hed_to_rgb`
+    inverts it exactly; the stain jitter works on that.
+    """
     od = torch.log(x.clamp_min(_EPS)) / _LOG_ADJUST
-    return torch.einsum("bchw,cd->bdhw", od, hed_from_rgb.to(x)).clamp_min(0.0)
+    hed = torch.einsum("bchw,cd->bdhw", od, hed_from_rgb.to(x))
+    return hed.clamp_min(0.0) if clip else hed
 
 
 def hed_to_rgb(hed: torch.Tensor, rgb_from_hed: torch.Tensor) -> torch.Tensor:
@@ -140,10 +145,10 @@ class HistoAugment(nn.Module):
         if c.hed_scale == 0 and c.hed_shift == 0:
             return x
         B = x.shape[0]
-        hed = rgb_to_hed(x, self.hed_from_rgb)
+        hed = rgb_to_hed(x, self.hed_from_rgb, clip=False)
         alpha = 1 + (torch.rand(B, 3, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1) * c.hed_scale
         beta = (torch.rand(B, 3, 1, 1, device=x.device, dtype=x.dtype) * 2 - 1) * c.hed_shift
-        return hed_to_rgb((hed * alpha + beta).clamp_min(0.0), self.rgb_from_hed)
+        return hed_to_rgb(hed * alpha + beta, self.rgb_from_hed)
 
     def brightness_contrast(self, x: torch.Tensor) -> torch.Tensor:
         """Small multiplicative brightness and contrast changes, clipped to ``[0, 1]``."""

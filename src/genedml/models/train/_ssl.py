@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,27 +130,34 @@ class SSLPlan(L.LightningModule):
 
 
 class SSLHistory(Callback):
-    """Per-epoch mean loss, tiles per second and learning rate (also kept across a resume in the checkpoint)."""
+    """Per-epoch mean loss, tiles per second, wall and CPU seconds, learning rate (kept across a resume)."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
-        self._t0 = 0.0
+        self._t0 = self._c0 = 0.0
+        self._n = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the epoch's clock."""
-        self._t0 = time.perf_counter()
+        self._t0, self._c0, self._n = time.perf_counter(), time.process_time(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Count the tiles trained on (an epoch cut short by ``max_time`` counts what it ran)."""
+        self._n += int(batch[0].shape[0])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record the epoch."""
-        secs = time.perf_counter() - self._t0
-        n = trainer.num_training_batches * trainer.train_dataloader.batch_size
+        secs, cpu = time.perf_counter() - self._t0, time.process_time() - self._c0
+        n = self._n
         loss = trainer.callback_metrics.get("loss")
         self.rows.append(
             {
                 "epoch": int(trainer.current_epoch),
                 "loss": float(loss) if loss is not None else float("nan"),
+                "tiles": n,
                 "tiles_per_s": n / secs if secs > 0 else float("nan"),
                 "seconds": secs,
+                "cpu_seconds": cpu,
                 "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
             }
         )
@@ -164,7 +172,14 @@ class SSLHistory(Callback):
 
 
 def build_ssl_trainer(
-    *, max_epochs: int, ckpt_dir: Path, accelerator: str, precision: str, progress: bool, history: SSLHistory
+    *,
+    max_epochs: int,
+    ckpt_dir: Path,
+    accelerator: str,
+    precision: str,
+    progress: bool,
+    history: SSLHistory,
+    max_minutes: float | None = None,
 ) -> L.Trainer:
     """A trainer that checkpoints every epoch to ``ckpt_dir/last.ckpt`` and redraws the tiles every epoch."""
     ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_epochs=1)
@@ -176,6 +191,7 @@ def build_ssl_trainer(
         devices=1,
         precision=precision,
         max_epochs=max_epochs,
+        max_time=None if max_minutes is None else timedelta(minutes=max_minutes),
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=progress,
