@@ -7,7 +7,8 @@ training throughput (tiles/s, two augmented views per tile) and the loss curve, 
     python benchmarks/pretrain_her2st.py --out ssl_resnet18_her2st_112um56px.safetensors
 
 The defaults are the small-CPU recipe of docs/encoders.md: random initialisation (offline), SimCLR, 112 µm tiles
-at 56 px, batches of 64, 8 epochs of 1024 tiles, stopped by the budget if the machine is slower.
+at 56 px, batches of 64, up to 20 epochs of 1024 tiles; on a slower (or shared) machine the budget ends the
+schedule earlier, on fewer tiles.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder", default="resnet18")
     ap.add_argument("--um", type=float, default=112.0, help="tile side in µm")
     ap.add_argument("--px", type=int, default=56, help="tile side in pixels")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--tiles-per-epoch", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)

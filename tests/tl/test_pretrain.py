@@ -196,3 +196,15 @@ def test_offline_imagenet_start_says_how_to_get_weights(sdata, tmp_path):
         gd.tl.pretrain_encoder(
             sdata, out=tmp_path / "w.safetensors", **{**KW, "encoder": "resnet18", "pretrained": True}
         )
+
+
+def test_wall_budget_ends_the_schedule_early(sdata, tmp_path):
+    """With ``max_minutes`` spent after the first steps, training stops and the learning rate has decayed."""
+    import genedml as gd
+
+    kw = {**KW, "tiles_per_epoch": 64}
+    res = gd.tl.pretrain_encoder(sdata, out=tmp_path / "w.safetensors", epochs=50, max_minutes=0.02, **kw)
+    h = res.history
+    assert 1 <= len(h) < 50 and res.path.is_file()
+    assert h["lr"].iloc[-1] == pytest.approx(KW["lr"] * 0.01, rel=0.05)
+    assert (tmp_path / "w.ckpt" / "last.ckpt").is_file()

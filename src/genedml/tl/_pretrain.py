@@ -118,7 +118,9 @@ def pretrain_encoder(
         beside ``out``. Kept after the run so that it can be resumed or extended.
     resume
         ``True`` continues from ``checkpoint_dir/last.ckpt``; a path continues from that checkpoint; ``False``
-        starts afresh (refused when ``checkpoint_dir`` already holds a checkpoint, unless ``overwrite``).
+        starts afresh (refused when ``checkpoint_dir`` already holds a checkpoint, unless ``overwrite``). The
+        checkpoint must come from the same encoder, method, tile geometry and seed. When ``out`` exists from the
+        earlier run, pass ``overwrite=True`` too.
     overwrite
         Replace an existing ``out`` and start over an existing checkpoint.
     device
@@ -127,8 +129,9 @@ def pretrain_encoder(
         Seeds the heads, the tile samples, their order and the augmentations (one stream per epoch, so a resumed
         run draws what an uninterrupted one would).
     max_minutes
-        Wall-clock budget for the training: it stops after the step that passes it and the weights reached so
-        far are written (the learning-rate schedule is still planned for ``epochs``); ``None`` means no limit.
+        Wall-clock budget for the training (resumed runs included). The learning-rate and momentum schedules
+        follow whichever of ``epochs`` and the budget runs out first, and training stops when the budget is spent,
+        so a slow machine still completes its schedule, on fewer tiles; ``None`` means no limit.
     progress
         Show Lightning's progress bar; ``None`` follows ``gd.settings.progress_bar``.
 
@@ -270,6 +273,7 @@ def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None
         max_epochs=params["epochs"],
         augment=HistoAugmentConfig(),
         hparams={k: params[k] for k in ("encoder", "architecture", "method", "window", "seed")},
+        max_minutes=params["max_minutes"],
     )
     dm = TileDataModule(
         tiles.sample, tiles_per_epoch=params["tiles_per_epoch"], batch_size=params["batch_size"], seed=params["seed"]
@@ -286,7 +290,6 @@ def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None
             precision=precision,
             progress=progress,
             history=history,
-            max_minutes=params["max_minutes"],
         )
         trainer.fit(plan, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}

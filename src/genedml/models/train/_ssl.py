@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,10 @@ class SSLPlan(L.LightningModule):
     lr, weight_decay
         AdamW settings; the learning rate follows a cosine schedule over ``max_epochs``.
     max_epochs
-        Length of the schedules (learning rate, teacher momentum).
+        Length of the schedules (learning rate, teacher momentum) …
+    max_minutes
+        … or this wall-clock budget, whichever runs out first: the schedules follow the larger fraction done and
+        training stops when the budget is spent (so a slow machine still ends its schedule).
     augment
         Augmentation strengths.
     hparams
@@ -71,12 +74,17 @@ class SSLPlan(L.LightningModule):
         max_epochs: int,
         augment: HistoAugmentConfig,
         hparams: dict[str, Any],
+        max_minutes: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(hparams)
         self.net = net
         self.augment = HistoAugment(augment)
         self.lr, self.weight_decay, self.max_epochs = float(lr), float(weight_decay), int(max_epochs)
+        self.max_seconds = None if max_minutes is None else 60.0 * float(max_minutes)
+        self._t_start = time.monotonic()
+        self._elapsed = 0.0  # wall seconds of the runs before a resume
+        self._total: int | None = None
         self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
@@ -84,11 +92,24 @@ class SSLPlan(L.LightningModule):
         x = tiles.float().div_(255.0)
         return tuple((self.augment(x) - self._mean) / self._std for _ in range(2))
 
-    def _momentum(self) -> float:
-        from lightly.utils.scheduler import cosine_schedule
+    def progress(self) -> float:
+        """Fraction of training done: steps of ``max_epochs``, or of the wall budget when that is further along."""
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._total is None else self._total
+        done = self.global_step / total
+        if self.max_seconds is not None:
+            done = max(done, (self._elapsed + time.monotonic() - self._t_start) / self.max_seconds)
+        return min(done, 1.0)
 
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        return float(cosine_schedule(self.global_step, total, self.net.config.momentum, 1.0))
+    def _lr_factor(self, _step: int) -> float:
+        """Cosine decay from 1 to 0.01 over :meth:`progress`."""
+        if self._trainer is None:
+            return 1.0
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * self.progress()))
+
+    def _momentum(self) -> float:
+        """BYOL/DINO teacher momentum: cosine from ``config.momentum`` to 1 over :meth:`progress`."""
+        m0 = self.net.config.momentum
+        return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * self.progress()))
 
     def training_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Two augmented views → loss; the momentum copy follows the online network first (BYOL, DINO)."""
@@ -107,10 +128,18 @@ class SSLPlan(L.LightningModule):
         torch.manual_seed(int(self.hparams.get("seed", 0)) * 1000003 + self.current_epoch)
 
     def on_train_start(self) -> None:
-        """Stretch the cosine schedule to this run's length (a resumed run may extend ``max_epochs``)."""
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.T_max = max(1, int(self.trainer.estimated_stepping_batches))
+        """Start the wall clock; the schedules span this run's ``max_epochs`` (a resume may extend them)."""
+        self._t_start = time.monotonic()
+        self._total = max(1, int(self.trainer.estimated_stepping_batches))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Stop when the wall budget is spent."""
+        if self.max_seconds is not None and self.progress() >= 1.0:
+            self.trainer.should_stop = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the wall time spent so far, so a resumed run honours the same budget."""
+        checkpoint["genedml_elapsed_s"] = self._elapsed + time.monotonic() - self._t_start
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another encoder, method, tile geometry or seed."""
@@ -119,13 +148,13 @@ class SSLPlan(L.LightningModule):
         if diff:
             shown = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
             raise ValueError(f"`resume`: the checkpoint was made with other settings ({shown}).")
+        self._elapsed = float(checkpoint.get("genedml_elapsed_s", 0.0))
 
     def configure_optimizers(self) -> dict:
-        """AdamW on the trainable parameters with a per-step cosine learning-rate decay."""
+        """AdamW on the trainable parameters; the learning rate decays on a cosine over :meth:`progress`."""
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.lr * 0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -179,7 +208,6 @@ def build_ssl_trainer(
     precision: str,
     progress: bool,
     history: SSLHistory,
-    max_minutes: float | None = None,
 ) -> L.Trainer:
     """A trainer that checkpoints every epoch to ``ckpt_dir/last.ckpt`` and redraws the tiles every epoch."""
     ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_epochs=1)
@@ -191,7 +219,6 @@ def build_ssl_trainer(
         devices=1,
         precision=precision,
         max_epochs=max_epochs,
-        max_time=None if max_minutes is None else timedelta(minutes=max_minutes),
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=progress,
