@@ -1,7 +1,7 @@
 """Adapt a ResNet18 to the five shared HER2ST sections by self-supervised learning (``gd.tl.pretrain_encoder``).
 
-Writes the adapted weights for the accuracy benchmark (``--out``), and prints the tissue-tile sampling rate, the
-training throughput (tiles/s, two augmented views per tile) and the loss curve, against the wall-clock budget
+Writes the adapted weights for the accuracy benchmark (``--out``), and prints the training throughput (tiles/s wall
+and per CPU-second, two augmented views per tile) and the loss curve, against the wall-clock budget
 (``--budget-min``, default 15 min on one thread) measured in the same run.
 
     python benchmarks/pretrain_her2st.py --out ssl_resnet18_her2st_112um56px.safetensors
