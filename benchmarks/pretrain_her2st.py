@@ -5,6 +5,7 @@ and per CPU-second, two augmented views per tile) and the loss curve, against th
 (``--budget-min``, default 15 min on one thread) measured in the same run.
 
     python benchmarks/pretrain_her2st.py --out ssl_resnet18_her2st_112um56px.safetensors
+    python benchmarks/pretrain_her2st.py --cost   # tiles/s of SimCLR and BYOL at 56 and 112 px (no weights kept)
 
 The defaults are the small-CPU recipe of docs/encoders.md: random initialisation (offline), SimCLR, 112 µm tiles
 at 56 px, batches of 64, up to 20 epochs of 1024 tiles; on a slower (or shared) machine the budget ends the
@@ -25,7 +26,8 @@ from _common import HER2ST, read_her2st, set_threads
 def main(argv=None) -> int:
     """Run the adaptation and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="output .safetensors file")
+    ap.add_argument("--out", help="output .safetensors file")
+    ap.add_argument("--cost", action="store_true", help="only measure tiles/s: simclr/byol × 56/112 px")
     ap.add_argument("--method", default="simclr", choices=["simclr", "byol", "dino"])
     ap.add_argument("--encoder", default="resnet18")
     ap.add_argument("--um", type=float, default=112.0, help="tile side in µm")
@@ -53,6 +55,10 @@ def main(argv=None) -> int:
     n_spots = sum(len(t) for t in sdata.tables.values())
     print(f"read {len(gd.io.sections(sdata))} sections, {n_spots} spots in {t_read:.1f} s")
 
+    if args.cost:
+        return cost(sdata, args)
+    if not args.out:
+        ap.error("--out is required (or pass --cost)")
     # training gets what is left of the budget after reading, opening the images and writing (1 min reserve)
     train_min = args.budget_min - (time.perf_counter() - t0) / 60 - 1.0
     res = gd.tl.pretrain_encoder(
@@ -89,6 +95,41 @@ def main(argv=None) -> int:
     print(f"wall {wall / 60:.1f} min against the budget of {args.budget_min:g} min: {'OK' if ok else 'OVER'}")
     print(f"weights: {res.path}")
     return 0 if ok else 1
+
+
+def cost(sdata, args) -> int:
+    """Throughput of one epoch of ``--tiles-per-epoch`` tiles (default here 256) per method and tile size."""
+    import os
+    import tempfile
+
+    import pandas as pd
+
+    import genedml as gd
+
+    n = min(args.tiles_per_epoch, 256)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for px in (56, 112):
+            for method in ("simclr", "byol"):
+                res = gd.tl.pretrain_encoder(
+                    sdata, out=os.path.join(tmp, f"{method}{px}.safetensors"), encoder=args.encoder,
+                    method=method, pretrained=False, target_px=px, target_um=args.um, epochs=1, tiles_per_epoch=n,
+                    batch_size=args.batch_size, seed=args.seed, device="cpu", progress=False,
+                )  # fmt: skip
+                h = res.history.iloc[0]
+                rows.append(
+                    {
+                        "method": method,
+                        "px": px,
+                        "tiles": int(h["tiles"]),
+                        "tiles_per_s_wall": h["tiles_per_s"],
+                        "tiles_per_cpu_s": h["tiles"] / h["cpu_seconds"],
+                        "load_1min": os.getloadavg()[0],
+                    }
+                )
+                print(rows[-1], flush=True)
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
 
 
 if __name__ == "__main__":
