@@ -183,8 +183,9 @@ class HistoAugment(nn.Module):
         """One augmented view of ``x`` (``(B, 3, H, W)`` float in ``[0, 1]``)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"`x` must be shaped (B, 3, H, W), got {tuple(x.shape)}.")
-        x = self.resized_crop(x)
-        x = self.dihedral(x)
-        x = self.stain_jitter(x)
-        x = self.brightness_contrast(x)
-        return self.blur(x).clamp(0.0, 1.0)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # log/exp of the stain space in float32
+            x = self.resized_crop(x.float())
+            x = self.dihedral(x)
+            x = self.stain_jitter(x)
+            x = self.brightness_contrast(x)
+            return self.blur(x).clamp(0.0, 1.0)
