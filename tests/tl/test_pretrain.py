@@ -208,3 +208,38 @@ def test_wall_budget_ends_the_schedule_early(sdata, tmp_path):
     assert 1 <= len(h) < 50 and res.path.is_file()
     assert h["lr"].iloc[-1] == pytest.approx(KW["lr"] * 0.01, rel=0.05)
     assert (tmp_path / "w.ckpt" / "last.ckpt").is_file()
+
+
+def test_a_checkpoint_is_written_after_every_epoch(tmp_path):
+    """An interrupted run can resume from its last finished epoch, not only from the end of training."""
+    import lightning as L
+    import numpy as np
+    import timm
+
+    from genedml.models.nn._histo_augment import HistoAugmentConfig
+    from genedml.models.nn._ssl import SSLConfig, SSLNet
+    from genedml.models.train._ssl import SSLHistory, SSLPlan, TileDataModule, build_ssl_trainer
+
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append(sorted(p.name for p in tmp_path.glob("*.ckpt")))
+
+    bb = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    net = SSLNet(bb, bb.num_features, SSLConfig(hidden_dim=32, proj_dim=16))
+    plan = SSLPlan(
+        net, mean=(0.5,) * 3, std=(0.25,) * 3, lr=1e-3, weight_decay=0.0, max_epochs=3,
+        augment=HistoAugmentConfig(), hparams={"seed": 0},
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    dm = TileDataModule(
+        lambda n, seed: rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8), tiles_per_epoch=8, batch_size=4, seed=0
+    )
+    trainer = build_ssl_trainer(
+        max_epochs=3, ckpt_dir=tmp_path, accelerator="cpu", precision="32-true", progress=False, history=SSLHistory()
+    )
+    trainer.callbacks.insert(0, Probe())
+    trainer.fit(plan, datamodule=dm)
+    assert seen == [[], ["last.ckpt"], ["last.ckpt"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -252,6 +252,8 @@ def _validate(
 
 
 def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None, progress: bool):
+    import warnings
+
     import lightning as L
 
     from ..models.nn._histo_augment import HistoAugmentConfig
@@ -291,7 +293,10 @@ def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None
             progress=progress,
             history=history,
         )
-        trainer.fit(plan, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        with warnings.catch_warnings():
+            # the directory was checked in `_validate`: it holds our own checkpoint (resume or overwrite)
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            trainer.fit(plan, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     return history.rows, state
 

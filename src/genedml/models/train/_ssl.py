@@ -210,7 +210,10 @@ def build_ssl_trainer(
     history: SSLHistory,
 ) -> L.Trainer:
     """A trainer that checkpoints every epoch to ``ckpt_dir/last.ckpt`` and redraws the tiles every epoch."""
-    ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=0, every_n_epochs=1)
+    # one file, replaced after every epoch (Lightning writes `save_last` only next to a top-k checkpoint)
+    ckpt = ModelCheckpoint(
+        dirpath=str(ckpt_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
+    )
     callbacks: list[Callback] = [history, ckpt]
     if progress:
         callbacks.append(TQDMProgressBar(leave=False))
