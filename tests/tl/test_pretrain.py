@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,9 @@ def test_weights_load_through_the_encoder_path_and_change_features(sdata, adapte
     from genedml.encoders import create_encoder
 
     assert adapted.path.suffix == ".safetensors" and adapted.path.is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert adapted.path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, as any the user writes
     random = create_encoder("test_resnet", pretrained=False, device="cpu")
     loaded = create_encoder("test_resnet", weights=adapted.path, device="cpu")  # strict: no missing/unexpected
     assert set(load_file(str(adapted.path))) == set(random.model.state_dict())

@@ -309,5 +309,8 @@ def _write(state: dict, out_path: Path, params: dict) -> None:
     from .._version import __version__
 
     meta = {"format": "pt", "genedml_version": str(__version__), "genedml_pretrain": json.dumps(params)}
+    umask = os.umask(0)
+    os.umask(umask)
     with atomic_path(out_path) as tmp:
         save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the private mode of the temporary directory
