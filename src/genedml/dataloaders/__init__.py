@@ -3,14 +3,17 @@
 from ._data import SpotBatch, SpotData
 from ._sampler import SectionBatchSampler, SpotIndexDataset, make_collate
 from ._splits import group_kfold, inner_validation_split, leave_one_group_out
+from ._tiles import TissueTiles, tissue_fraction
 
 __all__ = [
     "SectionBatchSampler",
     "SpotBatch",
     "SpotData",
     "SpotIndexDataset",
+    "TissueTiles",
     "group_kfold",
     "inner_validation_split",
     "leave_one_group_out",
     "make_collate",
+    "tissue_fraction",
 ]

@@ -4,5 +4,16 @@ from ._cv import CVResult, EnsembleModel, cross_validate
 from ._evaluate import evaluate
 from ._fit import fit, predict
 from ._get import get_predicted
+from ._pretrain import PretrainResult, pretrain_encoder
 
-__all__ = ["CVResult", "EnsembleModel", "cross_validate", "evaluate", "fit", "get_predicted", "predict"]
+__all__ = [
+    "CVResult",
+    "EnsembleModel",
+    "PretrainResult",
+    "cross_validate",
+    "evaluate",
+    "fit",
+    "get_predicted",
+    "predict",
+    "pretrain_encoder",
+]
