@@ -14,6 +14,7 @@ from .._keys import Keys
 from .._logging import logger
 from .._utils import atomic_path, resolve_progress
 from ..io._model import get_table
+from ._ensemble import EnsembleModel
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -68,37 +69,6 @@ class CVResult:
                 f"`method`={method!r}: no kept fold models (methods: {sorted({k[0] for k in self.models})})."
             )
         return EnsembleModel(models)
-
-
-class EnsembleModel:
-    """Mean of several fitted models over their common genes; usable with `gd.tl.predict`."""
-
-    def __init__(self, models: list) -> None:
-        common = [g for g in models[0].genes_ if all(g in m.genes_ for m in models[1:])]
-        if not common:
-            raise ValueError("the fold models share no gene.")
-        self.models = models
-        self.genes_ = common
-        first = models[0]
-        self.encoder, self.encoder_info_, self.normalize_ = first.encoder, first.encoder_info_, first.normalize_
-        self.train_config = first.train_config
-        self.fit_info_ = {"ensemble": len(models), "hpg": None}
-        self.net = True  # ready marker for gd.tl.predict
-
-    @property
-    def model_hash(self) -> str:
-        """Hash over the member hashes."""
-        import hashlib
-
-        return hashlib.sha256("".join(m.model_hash for m in self.models).encode()).hexdigest()[:16]
-
-    def predict(self, sdata, *, sections=None, table_key=None, progress=None) -> np.ndarray:
-        """Mean of the members' predictions over the common genes."""
-        preds = []
-        for m in self.models:
-            p = m.predict(sdata, sections=sections, table_key=table_key, progress=progress)
-            preds.append(p[:, [m.genes_.index(g) for g in self.genes_]])
-        return np.mean(preds, axis=0).astype(np.float32)
 
 
 def cross_validate(
