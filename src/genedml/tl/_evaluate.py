@@ -45,7 +45,8 @@ def evaluate(
     ``interval_width`` (mean ``upper − lower``), ``var`` gains ``genedml_coverage_{layer}`` and
     ``genedml_width_{layer}`` (per gene, averaged over sections), and the evaluation entry gains
     ``interval`` (level, per-gene coverage and width per section) and ``coverage_curve`` (empirical coverage per
-    section at the nominal levels 0.05 … 0.95, for `gd.pl.calibration`). A spot is scored when it has a prediction; single NaN predictions are left out pairwise (a gene never
+    section at the nominal levels 0.05 … 0.95, for `gd.pl.calibration`). A spot is scored when it has a
+    prediction; single NaN predictions are left out pairwise (a gene never
     predicted finitely scores NaN and is counted in ``n_nan_genes``).
 
     Parameters
