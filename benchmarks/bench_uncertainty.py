@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target-um", type=float, default=112.0, help="window side in µm (default 112)")
     p.add_argument("--members", type=int, default=6, help="spot-bag members of the spot-level ensemble (default 6)")
     p.add_argument("--spot-fraction", type=float, default=2 / 3, help="share of spots per spot bag (default 2/3)")
+    p.add_argument("--normalize", default="log1p_cp10k", help="target recipe: log1p_cp10k (default) or paper")
+    p.add_argument("--sections", default=",".join(SECTIONS), help="sections, comma-separated (default all five)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -66,11 +68,12 @@ def main(argv=None) -> None:
     t0 = time.time()
     sdata = read_her2st(a.data)
     enc = dict(encoder=a.encoder, pretrained=a.pretrained, target_px=a.target_px, target_um=a.target_um)
+    sections = a.sections.split(",")
     rows = []
-    for t in SECTIONS:
-        rest = [s for s in SECTIONS if s != t]
-        grouped = _grouped(sdata, rest, enc)
-        spot = _spot_level(sdata, rest, enc, a.members, a.spot_fraction, a.seed)
+    for t in sections:
+        rest = [s for s in sections if s != t]
+        grouped = _grouped(sdata, rest, enc, a.normalize)
+        spot = _spot_level(sdata, rest, enc, a.normalize, a.members, a.spot_fraction, a.seed)
         for name, model in (("section-grouped", grouped), ("spot-level", spot)):
             for level in LEVELS:
                 gd.tl.predict(sdata, model, sections=[t], interval=level, key_added="unc")
@@ -83,12 +86,12 @@ def main(argv=None) -> None:
     _report(pd.DataFrame(rows), a, time.time() - t0)
 
 
-def _ridge(sdata, sections, enc, *, table=None):
+def _ridge(sdata, sections, enc, normalize, *, table=None):
     from genedml.models import make_method
 
     m = make_method("ridge", train_config={"protocol": "clean", "seed": 0}, **enc)
     data = sdata if table is None else _with_table(sdata, table)
-    return m.setup(data, panel="her2st", sections=sections, progress=False).train(progress=False)
+    return m.setup(data, panel="her2st", normalize=normalize, sections=sections, progress=False).train(progress=False)
 
 
 def _with_table(sdata, table):
@@ -101,15 +104,15 @@ def _with_table(sdata, table):
     return SpatialData(images=dict(sdata.images), shapes=dict(sdata.shapes), tables={"table": table})
 
 
-def _grouped(sdata, rest, enc):
+def _grouped(sdata, rest, enc, normalize):
     """Leave-two-sections-out members, calibrated by gd.tl.calibrate on their unseen sections."""
     import genedml as gd
 
-    members = [_ridge(sdata, list(keep), enc) for keep in itertools.combinations(rest, len(rest) - 2)]
+    members = [_ridge(sdata, list(keep), enc, normalize) for keep in itertools.combinations(rest, len(rest) - 2)]
     return gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=rest, groupby="section")
 
 
-def _spot_level(sdata, rest, enc, n, frac, seed):
+def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
     """Spot-bag members; out-of-bag scores per spot (what a spot-level split does), same formula and quantile."""
     import numpy as np
 
@@ -121,7 +124,7 @@ def _spot_level(sdata, rest, enc, n, frac, seed):
     in_rest = np.isin(sec, rest)
     rng = np.random.default_rng(seed)
     bags = [in_rest & (rng.random(table.n_obs) < frac) for _ in range(n)]
-    members = [_ridge(sdata, rest, enc, table=table[b].copy()) for b in bags]
+    members = [_ridge(sdata, rest, enc, normalize, table=table[b].copy()) for b in bags]
     ens = gd.tl.EnsembleModel(members)
     rows = np.flatnonzero(in_rest)
     preds = ens.member_predictions(sdata, sections=rest)  # rows of R in table order
@@ -159,7 +162,8 @@ def _report(df, a, seconds: float) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads {a.threads}, "
           f"load average {load} (at the end); {seconds / 60:.1f} min")  # fmt: skip
     print(f"features: {a.encoder} ({'pretrained' if a.pretrained else 'random init'}), {a.target_um:g} µm → "
-          f"{a.target_px} px; ridge, her2st panel; grouped: 6 leave-two-sections-out members; spot-level: "
+          f"{a.target_px} px; ridge, her2st panel, targets {a.normalize}; grouped: 6 leave-two-sections-out "
+          f"members; spot-level: "
           f"{a.members} bags of {a.spot_fraction:.2f} of the spots\n")  # fmt: skip
     wide = df.pivot_table(index="section", columns=["calibration", "level"], values=["coverage", "width"])
     lines = ["| held-out section | level | section-grouped coverage | width | spot-level coverage | width |",

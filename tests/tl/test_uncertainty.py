@@ -71,6 +71,12 @@ def test_coverage_within_binomial_tolerance(fake_ensemble, level):
     assert model.calibration_["groups"] == ["S1", "S2"]
     prov = table.uns["genedml"]["predicted"]["uncertainty"]
     assert prov["level"] == level and prov["groupby"] == "section" and "crepes" in prov["library"]
+    # the calibration curve agrees with the intervals at their own level, and gd.pl.calibration draws it
+    curve = table.uns["genedml"]["evaluation"]["predicted"]["coverage_curve"]
+    at = curve[np.isclose(curve["level"], level)].set_index("section")["coverage"]
+    np.testing.assert_allclose(at.loc[scores.index], scores["coverage"])
+    assert {"S3", "S4"} <= {ln.get_label() for ln in gd.pl.calibration(sdata).get_lines()}
+    assert np.isfinite(table.var["genedml_coverage_predicted"].to_numpy()[:30]).all()
 
 
 def test_wider_where_members_disagree(fake_ensemble):

@@ -98,18 +98,23 @@ def _fill(entry: dict[str, Any], **fields: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- her2st
 
 
-def her2st(*, sections: Sequence[str] = HER2ST_SECTIONS) -> SpatialData:
+def her2st(*, sections: Sequence[str] | str | None = None, patients: Sequence[str] | str | None = None) -> SpatialData:
     """HER2-positive breast cancer sections (Andersson et al. 2021), legacy Spatial Transcriptomics.
 
-    Files come from the public ``almaan/her2st`` GitHub repository at a fixed commit, are verified against the
-    sha256 in the registry and cached under ``gd.settings.datasetdir / "her2st"`` (a cached, valid copy is used
-    without network access). Sections are read with :func:`genedml.io.read_st` (pixel size estimated from the
-    spot grid, ~0.69 µm/px); the patient is the section's letter (``"B"``, ``"C"``).
+    All 36 sections of the 8 patients A–H (the Gene-DML paper's HER2ST cohort) are registered: patients A–D have
+    six serial sections each (``A1`` … ``D6``), E–H three (``E1`` … ``H3``). Files come from the public
+    ``almaan/her2st`` GitHub repository at a fixed commit and are cached under ``gd.settings.datasetdir /
+    "her2st"`` (a cached, valid copy is used without network access). Count and spot files are verified against
+    their sha256; the H&E images of B4 and C2–C6 too, while the other 30 images have no known checksum and are
+    fetched unverified (the registry says so per file). Sections are read with :func:`genedml.io.read_st` (pixel
+    size estimated from the spot grid, ~0.69 µm/px); the patient is the section's letter.
 
     Parameters
     ----------
     sections
-        Sections to load; available: B4, C2, C3, C4, C5 (patient B has one section, patient C four serial ones).
+        Sections to load, or ``"all"`` for the 36; ``None``: the five sections B4, C2–C5 (unless ``patients``).
+    patients
+        Load every section of these patients (letters ``"A"`` … ``"H"``), instead of ``sections``.
 
     Returns
     -------
@@ -119,19 +124,36 @@ def her2st(*, sections: Sequence[str] = HER2ST_SECTIONS) -> SpatialData:
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.her2st(sections=["B4"])  # doctest: +SKIP
+    >>> cohort = gd.datasets.her2st(sections="all")  # the paper's 36 sections  # doctest: +SKIP
+    >>> ab = gd.datasets.her2st(patients=["A", "B"])  # 12 sections  # doctest: +SKIP
     """
     import pandas as pd
 
     from ..io import read_st
 
     reg = registry()["her2st"]
-    names = _her2st_sections(sections, reg)
+    names = _her2st_sections(_her2st_choice(sections, patients, reg), reg)
     rows = []
     for s in names:
         files = reg["sections"][s]["files"]
         paths = {k: fetch_file("her2st", files[k], reg["base_url"]) for k in ("counts", "spots", "image")}
         rows.append({"section": s, "patient": reg["sections"][s]["patient"], **{k: str(p) for k, p in paths.items()}})
     return read_st(pd.DataFrame(rows))
+
+
+def _her2st_choice(sections: Any, patients: Any, reg: dict) -> Any:
+    if patients is None:
+        if sections is None:
+            return list(HER2ST_SECTIONS)
+        return list(reg["sections"]) if isinstance(sections, str) and sections == "all" else sections
+    if sections is not None:
+        raise ValueError("give `sections` or `patients`, not both.")
+    wanted = [patients] if isinstance(patients, str) else list(patients)
+    known = sorted({v["patient"] for v in reg["sections"].values()})
+    unknown = [p for p in wanted if p not in known]
+    if unknown or not wanted:
+        raise ValueError(f"`patients`: unknown HER2ST patient(s) {unknown or 'none given'}; available: {known}.")
+    return [s for s, v in reg["sections"].items() if v["patient"] in wanted]
 
 
 def _her2st_sections(sections: Any, reg: dict) -> list[str]:
