@@ -239,3 +239,13 @@ def test_her2st_real_download():
     logging.getLogger("pooch").setLevel(logging.WARNING)
     sdata = gd.datasets.her2st(sections=["C5"])
     assert sdata.tables["table"].n_obs == 181
+
+
+def test_hest_cohorts_of_the_paper():
+    assert len(gd.datasets.hest_cohort("her2st")) == 36
+    stnet = gd.datasets.hest_cohort("stnet")
+    assert (len(stnet), stnet[0], stnet[-1]) == (68, "SPA51", "SPA118")
+    assert gd.datasets.hest_cohort("skinst")[:2] == ["NCBI759", "NCBI760"]
+    assert not set(stnet) & set(gd.datasets.hest_cohort("her2st"))
+    with pytest.raises(ValueError, match="`name` must be one of the registered cohorts"):
+        gd.datasets.hest_cohort("cscc")

@@ -17,7 +17,7 @@ from .._utils import resolve_progress
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["DownloadError", "her2st", "hest", "registry", "visium_10x"]
+__all__ = ["DownloadError", "her2st", "hest", "hest_cohort", "registry", "visium_10x"]
 
 HER2ST_SECTIONS = ("B4", "C2", "C3", "C4", "C5")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -216,6 +216,40 @@ def hest(sample_id: str, *, token: str | None = None) -> SpatialData:
         headers = {"Authorization": f"Bearer {token}"}
     paths = {k: fetch_file("hest", e, reg["base_url"], headers=headers) for k, e in entries.items()}
     return read_hest(paths["h5ad"], paths["image"], paths["metadata"], section=sample_id)
+
+
+def hest_cohort(name: str) -> list[str]:
+    """The HEST-1k sample ids of one of the paper's cohorts: ``"her2st"``, ``"stnet"`` or ``"skinst"``.
+
+    Each id is fetched with `gd.datasets.hest` (gated: a Hugging Face token); the paper's folds group them by the
+    patient recorded in each sample's HEST metadata (``obs["patient"]``).
+
+    Parameters
+    ----------
+    name
+        Cohort name.
+
+    Returns
+    -------
+    The sample ids in HEST order.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> ids = gd.datasets.hest_cohort("skinst")
+    >>> len(ids), ids[0], ids[-1]
+    (12, 'NCBI759', 'NCBI770')
+    """
+    cohorts = registry()["hest"]["cohorts"]
+    if not isinstance(name, str) or name not in cohorts:
+        raise ValueError(f"`name` must be one of the registered cohorts {sorted(cohorts)}, got {name!r}.")
+    c = cohorts[name]
+    prefix = re.match(r"^[A-Z]+", c["first"]).group(0)
+    first, last = int(c["first"][len(prefix) :]), int(c["last"][len(prefix) :])
+    ids = [f"{prefix}{i}" for i in range(first, last + 1)]
+    if len(ids) != c["n"]:  # the registry's own consistency
+        raise RuntimeError(f"registry: cohort {name!r} spans {len(ids)} ids, expected {c['n']}.")
+    return ids
 
 
 # --------------------------------------------------------------------------------------------------- visium
