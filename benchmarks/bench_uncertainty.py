@@ -162,8 +162,8 @@ def _report(df, a, seconds: float) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads {a.threads}, "
           f"load average {load} (at the end); {seconds / 60:.1f} min")  # fmt: skip
     print(f"features: {a.encoder} ({'pretrained' if a.pretrained else 'random init'}), {a.target_um:g} µm → "
-          f"{a.target_px} px; ridge, her2st panel, targets {a.normalize}; grouped: 6 leave-two-sections-out "
-          f"members; spot-level: "
+          f"{a.target_px} px; ridge, her2st panel, targets {a.normalize}; grouped: members leave two of the "
+          f"other sections out each; spot-level: "
           f"{a.members} bags of {a.spot_fraction:.2f} of the spots\n")  # fmt: skip
     wide = df.pivot_table(index="section", columns=["calibration", "level"], values=["coverage", "width"])
     lines = ["| held-out section | level | section-grouped coverage | width | spot-level coverage | width |",

@@ -186,3 +186,33 @@ def test_real_models_save_load_and_he_only(tmp_path):
     lo, hi, mid = (np.asarray(t.layers[k]) for k in ("predicted_lower", "predicted_upper", "predicted"))
     assert np.isfinite(lo).all() and (lo <= mid).all() and (mid <= hi).all() and (hi > lo).all()
     assert t.uns["genedml"]["predicted"]["uncertainty"]["calibration_groups"] == model.calibration_["groups"]
+
+
+def test_cross_validate_scores_cross_conformal_intervals(tmp_path, monkeypatch):
+    """Fold f's half-width is the conformal quantile of the other folds' held-out residuals; resume keeps them."""
+    gd.settings.cachedir = tmp_path / "cache"
+    sdata = gd.datasets.synthetic(preset="tiny", n_sections=4, n_patients=2, seed=2)
+    genes = list(sdata["table"].var_names[:10])  # the same genes in every fold
+    kw = dict(methods=("ridge",), groupby="section", genes=genes, encoder="test_resnet", pretrained=False, target_px=32)
+    with pytest.raises(ValueError, match="`interval` must be a coverage level"):
+        gd.tl.cross_validate(sdata, interval=80, **kw)
+    res = gd.tl.cross_validate(sdata, interval=0.8, resume_dir=tmp_path / "resume", **kw)
+    sc = res.scores
+    assert {"coverage", "interval_width"} <= set(sc.columns) and sc["coverage"].notna().all()
+    # recompute fold 0's half-width from the other folds' models on their own test sections
+    sec = sdata["table"].obs["section"].astype(str).to_numpy()
+    errs = []
+    for f in (1, 2, 3):
+        m = res.models[("ridge", f)]
+        test = sorted(sc.loc[sc["fold"] == f, "section"])
+        y = gd.pp.normalize(sdata, genes=m.genes_, inplace=False)[np.isin(sec, test)]
+        errs.append(np.abs(y - m.predict(sdata, sections=test)))
+    e = np.concatenate(errs)
+    k = int(np.ceil(0.8 * (len(e) + 1))) - 1  # the conformal order statistic
+    expect = 2 * np.sort(e, axis=0)[k].mean()
+    assert sc.loc[sc["fold"] == 0, "interval_width"].iloc[0] == pytest.approx(expect, rel=1e-5)
+    assert 0.5 < sc["coverage"].mean() < 1.0
+    cv_uns = sdata["table"].uns["genedml"]["cv"]
+    assert cv_uns["params"]["interval"] == 0.8 and len(cv_uns["interval"]["coverage_per_gene"]) == 4
+    again = gd.tl.cross_validate(sdata, interval=0.8, resume_dir=tmp_path / "resume", **kw)
+    np.testing.assert_allclose(again.scores["coverage"], sc["coverage"])

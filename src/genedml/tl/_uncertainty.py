@@ -219,3 +219,37 @@ def intervals(cal: dict, mean: np.ndarray, sd: np.ndarray, level: float) -> tupl
     q = score_quantiles(cal, [level])[0]
     half = q[None, :] * (sd + np.asarray(cal["beta"])[None, :])
     return (mean - half).astype(np.float32), (mean + half).astype(np.float32)
+
+
+def cross_conformal(
+    residuals: dict[int, tuple[np.ndarray, np.ndarray]], genes: list[str], level: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coverage and width of cross-conformal intervals in a grouped cross-validation (one method).
+
+    ``residuals[f] = (section labels, |y − ŷ|)`` of fold ``f``'s model on its held-out groups. Fold ``f``'s
+    interval half-width per gene is the conformal quantile (crepes) of the other folds' held-out residuals — every
+    residual comes from a model that never saw its group — so no fold calibrates on its own test data.
+
+    Returns
+    -------
+    ``(per_section, per_gene)``: ``fold, section, coverage, interval_width`` and ``fold, section`` + one coverage
+    column per gene.
+    """
+    from .. import metrics
+
+    if len(residuals) < 2:
+        raise ValueError("`interval` in cross-validation needs at least 2 folds (calibration uses the other folds).")
+    rows, per_gene = [], []
+    for f, (sec, err) in residuals.items():
+        other = np.concatenate([e for g, (_, e) in residuals.items() if g != f])
+        cal = {"scores": other, "beta": np.ones(other.shape[1])}
+        n = int(np.isfinite(other).sum(axis=0).min())
+        if int((1 - level) * (n + 1)) - 1 < 0:
+            raise ValueError(f"`interval`={level}: {n} held-out spots per gene in the other folds are too few.")
+        half = score_quantiles(cal, [level])[0]
+        zero = np.zeros_like(err)
+        by_sec, cov, _ = metrics.interval_scores(err, zero - half, zero + half, sec, genes=genes)
+        for s, r in by_sec.iterrows():
+            rows.append({"fold": f, "section": s, "coverage": r["coverage"], "interval_width": 2 * float(half.mean())})
+        per_gene.append(cov.reset_index(names="section").assign(fold=f))
+    return pd.DataFrame(rows), pd.concat(per_gene, ignore_index=True)
