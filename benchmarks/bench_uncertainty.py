@@ -1,12 +1,12 @@
 """Coverage of calibrated prediction intervals on HER2ST, section-grouped vs spot-level calibration (issue 14).
 
-Leave-one-section-out over the five shared HER2ST sections (B4, C2–C5), ``protocol="clean"``. For each held-out
-section ``t`` the other four sections ``R`` train two ensembles of ``--members`` ridge models (frozen features,
+Leave-one-section-out over the shared HER2ST sections (default B4, C2–C5), ``protocol="clean"``. For each held-out
+section ``t`` the other sections ``R`` train two ensembles of ridge models (frozen features,
 penalty by grouped inner CV), each calibrated out-of-bag and then used to predict ``t`` with intervals at 80 % and
 90 %:
 
-* **section-grouped** (genedml's ``gd.tl.calibrate``): every member trains on all but two sections of ``R`` (the
-  six ways of leaving two of four out), so each section of ``R`` is unseen by three members; the conformity scores
+* **section-grouped** (genedml's ``gd.tl.calibrate``): every member trains on all but two sections of ``R`` (six
+  members for four sections, three for three), so each section of ``R`` is unseen by several members; the scores
   ``|y − μ| / (σ + β)`` of a section use only those members (``μ``, ``σ``: their mean and spread).
 * **spot-level** (the mistake it guards against): every member trains on a random two thirds of the *spots* of
   ``R``; the scores of a spot use the members that did not train on that spot — but they trained on its neighbours
@@ -17,8 +17,11 @@ The figures: empirical coverage (share of measured spot × gene values inside th
 width on ``t``, per section, for both calibrations at both levels. Goal: every section within ±5 points of nominal
 with section-grouped calibration.
 
-    python benchmarks/bench_uncertainty.py                 # ~10 min on 2 loaded cores, one thread
-    python benchmarks/bench_uncertainty.py --members 4     # fewer spot bags (the grouped ensemble keeps 6)
+    python benchmarks/bench_uncertainty.py                             # 3–5 min on 2 loaded cores, one thread
+    python benchmarks/bench_uncertainty.py --sections C2,C3,C4,C5      # within patient C only
+    python benchmarks/bench_uncertainty.py --normalize paper           # the paper's target recipe
+
+Results and their reading: benchmarks/README.md.
 """
 
 from __future__ import annotations
