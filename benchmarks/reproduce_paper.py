@@ -14,7 +14,7 @@ The printout follows the paper's layout — Table 1 (MSE, MAE, PCC(A), PCC(H) pe
 rows) — with the paper's numbers beside ours. Table 3's rows map onto `genedml.models.ABLATIONS` as noted in the
 output (the paper's "I-G only" row, without global representation and grouping, has no exact counterpart here).
 
-Full run (GPU with the UNI weights; ``HF_TOKEN`` for the gated download of the data-free weights, the 36 sections
+Full run (GPU with the UNI weights — gated: ``HF_TOKEN`` of an account that accepted their terms — and the 36 sections
 fetched by ``gd.datasets.her2st(sections="all")``, ~0.5 GB)::
 
     python benchmarks/reproduce_paper.py --accelerator gpu --devices 1          # one GPU
@@ -22,15 +22,15 @@ fetched by ``gd.datasets.her2st(sections="all")``, ~0.5 GB)::
 
 Expected cost of the full run (an estimate, not measured here: no GPU on this machine): UNI embedding of ~13,600
 spots × (1 target + 25 neighbour windows) ≈ 0.35 M ViT-L/16 passes, ~15 min on one A100/H100 (cached once, shared by
-every row); each of the 9 trainable rows × 8 folds × 2 protocols = 144 trainings of ≤ 200 epochs on cached
-features, ~3–6 min each on one GPU → ~8–14 GPU-hours; GPU memory ≤ 20 GB at batch 256 with the ``her2st`` preset
+every row); each of the 10 trainable rows × 8 folds × 2 protocols = 160 trainings of ≤ 200 epochs on cached
+features, ~3–6 min each on one GPU → ~8–16 GPU-hours; GPU memory ≤ 20 GB at batch 256 with the ``her2st`` preset
 (global encoder over every section in a batch); host memory ~30 GB (features of all sections in RAM). ST-Net
 fine-tunes a DenseNet-121 end to end and is the slowest row (``--no-stnet`` drops it). Finished (method, fold)
 results are stored under ``--out`` and skipped on a rerun.
 
 Reduced mode (``--reduced``): the five local sections (B4, C2–C5, two patients → 2 folds), a random-init ResNet18
-at 112 µm → 56 px, the ``cpu`` preset, ≤ 3 epochs, one thread, no ST-Net — proves the pipeline in ≤ 15 min on two
-shared CPU cores; its numbers are not comparable with the paper's.
+at 112 µm → 56 px, the ``cpu`` preset, ≤ 3 epochs, one thread, no ST-Net — proves the pipeline (16 min on two
+heavily shared CPU cores with a cold feature cache, ~7 min warm); its numbers are not comparable with the paper's.
 
     python benchmarks/reproduce_paper.py --reduced
 """
