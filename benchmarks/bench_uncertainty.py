@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spot-fraction", type=float, default=2 / 3, help="share of spots per spot bag (default 2/3)")
     p.add_argument("--normalize", default="log1p_cp10k", help="target recipe: log1p_cp10k (default) or paper")
     p.add_argument("--sections", default=",".join(SECTIONS), help="sections, comma-separated (default all five)")
+    p.add_argument("--split", action="store_true", help="add held-out-section split conformal (one per section)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -77,7 +78,10 @@ def main(argv=None) -> None:
         rest = [s for s in sections if s != t]
         grouped = _grouped(sdata, rest, enc, a.normalize)
         spot = _spot_level(sdata, rest, enc, a.normalize, a.members, a.spot_fraction, a.seed)
-        for name, model in (("section-grouped", grouped), ("spot-level", spot)):
+        arms = [("section-grouped", grouped), ("spot-level", spot)]
+        if a.split:
+            arms += [(f"split:{c}", m) for c, m in _split(sdata, rest, enc, a.normalize, a.spot_fraction, a.seed)]
+        for name, model in arms:
             for level in LEVELS:
                 gd.tl.predict(sdata, model, sections=[t], interval=level, key_added="unc")
                 r = gd.tl.evaluate(sdata, layer="unc", sections=[t]).loc[t]
@@ -113,6 +117,22 @@ def _grouped(sdata, rest, enc, normalize):
 
     members = [_ridge(sdata, list(keep), enc, normalize) for keep in itertools.combinations(rest, len(rest) - 2)]
     return gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=rest, groupby="section")
+
+
+def _split(sdata, rest, enc, normalize, frac, seed):
+    """Split conformal at section level: 3 spot-bag members trained on all but one section c, calibrated on c."""
+    import numpy as np
+
+    import genedml as gd
+
+    table = sdata["table"]
+    sec = table.obs["section"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    for c in rest:
+        train = np.isin(sec, [s for s in rest if s != c])
+        bags = [train & (rng.random(table.n_obs) < frac) for _ in range(3)]
+        members = [_ridge(sdata, sorted(set(sec[b])), enc, normalize, table=table[b].copy()) for b in bags]
+        yield c, gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=[c])
 
 
 def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
@@ -181,7 +201,17 @@ def _report(df, a, seconds: float) -> None:
             )
     print("\n".join(lines))
     print()
-    for name in ("section-grouped", "spot-level"):
+    split = df[df["calibration"].str.startswith("split:")]
+    if len(split):
+        agg = split.groupby(["section", "level"])[["coverage", "width"]].agg(["mean", "min", "max"])
+        print("split conformal (members on all but one other section, calibrated on it; mean [min, max] over it):\n")
+        for (s, level), r in agg.iterrows():
+            print(f"| {s} | {level:.0%} | {r[('coverage', 'mean')]:.3f} [{r[('coverage', 'min')]:.3f}, "
+                  f"{r[('coverage', 'max')]:.3f}] | {r[('width', 'mean')]:.3f} |")  # fmt: skip
+        print()
+    df = df.assign(calibration=df["calibration"].where(~df["calibration"].str.startswith("split:"), "split"))
+    df = df.groupby(["section", "calibration", "level"], as_index=False)[["coverage", "width"]].mean()
+    for name in ("section-grouped", "spot-level", *(["split"] if len(split) else [])):
         for level in LEVELS:
             cov = df[(df["calibration"] == name) & (df["level"] == level)]["coverage"].to_numpy()
             within = int((abs(cov - level) <= 0.05).sum())

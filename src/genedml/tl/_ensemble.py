@@ -93,8 +93,10 @@ class EnsembleModel:
             np.savez(tmp / "calibration.npz", scores=cal["scores"], beta=cal["beta"])
             manifest["calibration"] = {k: v for k, v in cal.items() if k not in ("scores", "beta")}
         (tmp / "ensemble.json").write_text(json.dumps(manifest, indent=1, default=_plain))
-        if path.exists():
+        if path.is_dir():
             shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
         tmp.rename(path)
         return path
 
