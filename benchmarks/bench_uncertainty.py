@@ -13,12 +13,16 @@ penalty by grouped inner CV), each calibrated out-of-bag and then used to predic
   in the same section, so the residuals look smaller than those on a new section.
 
 Both use the same members count, formula, β and crepes quantile; only which residuals count as "unseen" differs.
+``--split`` adds **section-level split conformal**: for each other section ``c``, three spot-bag members train on the
+rest of ``R`` and ``gd.tl.calibrate(..., sections=[c])`` calibrates on ``c`` — the same ensemble at calibration and
+test (reported as the mean, min and max over ``c``).
 The figures: empirical coverage (share of measured spot × gene values inside their interval) and mean interval
 width on ``t``, per section, for both calibrations at both levels. Goal: every section within ±5 points of nominal
 with section-grouped calibration.
 
     python benchmarks/bench_uncertainty.py                             # 3–5 min on 2 loaded cores, one thread
     python benchmarks/bench_uncertainty.py --sections C2,C3,C4,C5      # within patient C only
+    python benchmarks/bench_uncertainty.py --sections C2,C3,C4,C5 --split   # plus held-out-section split conformal
     python benchmarks/bench_uncertainty.py --normalize paper           # the paper's target recipe
 
 Results and their reading: benchmarks/README.md.
