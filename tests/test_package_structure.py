@@ -15,6 +15,7 @@ HEAVY = ("torch", "timm", "lightning", "matplotlib", "scanpy", "squidpy")
 # Public functions that are getters or readers, not "data object first" transforms (named, with the reason).
 SIG_EXCEPTIONS = {
     "predict",  # gd.tl.predict(sdata, model): the model is the second positional (issue 4's API)
+    "calibrate",  # gd.tl.calibrate(sdata, model): like predict, the model is the second positional (issue 14)
     "get_predicted",  # accepts SpatialData or AnnData; a getter (house-style output contract)
     "load_features",  # a getter
 }

@@ -65,6 +65,21 @@ class Keys:
         return f"{layer}_observed"
 
     @staticmethod
+    def std(layer: str) -> str:
+        """Layer of the ensemble spread (std over members) written by ``gd.tl.predict`` next to ``layers[layer]``."""
+        return f"{layer}_std"
+
+    @staticmethod
+    def lower(layer: str) -> str:
+        """Layer of the calibrated interval's lower bound written by ``gd.tl.predict(..., interval=…)``."""
+        return f"{layer}_lower"
+
+    @staticmethod
+    def upper(layer: str) -> str:
+        """Layer of the calibrated interval's upper bound written by ``gd.tl.predict(..., interval=…)``."""
+        return f"{layer}_upper"
+
+    @staticmethod
     def pcc(layer: str) -> str:
         """``var`` column of per-gene PCC written by ``gd.tl.evaluate``."""
         return f"genedml_pcc_{layer}"

@@ -54,8 +54,8 @@ def test_registry_matches_the_real_her2st_files(her2st_dir):
     assert reg["base_url"].startswith(
         "https://raw.githubusercontent.com/almaan/her2st/85df7411b987a7dec3feff9718b869a7a82091ec/"
     )
-    assert list(reg["sections"]) == ["B4", "C2", "C3", "C4", "C5"]
-    for e in _her2st_entries(reg["sections"]):
+    assert len(reg["sections"]) == 36
+    for e in _her2st_entries(["B4", "C2", "C3", "C4", "C5"]):  # the five local sections: every file verified
         data = (her2st_dir / e["path"]).read_bytes()
         assert len(data) == e["size"] and hashlib.sha256(data).hexdigest() == e["sha256"], e["path"]
         assert e["doc"]
@@ -73,12 +73,46 @@ def test_her2st_loads_offline_from_the_cache(her2st_dir, no_network):
 
 
 def test_her2st_unknown_section_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"`sections`.*'A1'.*available.*'B4', 'C2', 'C3', 'C4', 'C5'"):
-        gd.datasets.her2st(sections=["B4", "A1"])
+    with pytest.raises(ValueError, match=r"`sections`.*'A7'.*available.*'A1', .*'H3'"):
+        gd.datasets.her2st(sections=["B4", "A7"])
     with pytest.raises(ValueError, match="`sections` is empty"):
         gd.datasets.her2st(sections=[])
     with pytest.raises(ValueError, match="twice"):
         gd.datasets.her2st(sections=["B4", "B4"])
+
+
+def test_her2st_registry_covers_the_paper_cohort():
+    """36 sections of patients A–H (6 serial sections for A–D, 3 for E–H); counts and spots always verified."""
+    import collections
+
+    reg = _fetch.registry()["her2st"]["sections"]
+    per_patient = collections.Counter(v["patient"] for v in reg.values())
+    assert per_patient == {**dict.fromkeys("ABCD", 6), **dict.fromkeys("EFGH", 3)}
+    assert all(s[0] == v["patient"] for s, v in reg.items())
+    for s, v in reg.items():
+        assert set(v["files"]) == {"counts", "spots", "image"}
+        for kind in ("counts", "spots"):
+            e = v["files"][kind]
+            assert len(e["sha256"]) == 64 and e["size"] > 0, (s, kind)
+        image = v["files"]["image"]
+        assert (image["sha256"] is None) == (image["size"] is None)
+        assert image["sha256"] is not None or "not verified" in image["doc"]
+    assert sorted(s for s, v in reg.items() if v["files"]["image"]["sha256"]) == ["B4", "C2", "C3", "C4", "C5", "C6"]
+
+
+def test_her2st_all_and_patients_choose_sections(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(_fetch, "fetch_file", lambda ds, e, base, **kw: chosen.append(e["path"]) or Path(e["path"]))
+    monkeypatch.setattr("genedml.io.read_st", lambda df: list(df["section"]))
+    assert gd.datasets.her2st() == ["B4", "C2", "C3", "C4", "C5"]
+    all36 = gd.datasets.her2st(sections="all")
+    assert len(all36) == 36 and all36[:7] == ["A1", "A2", "A3", "A4", "A5", "A6", "B1"]
+    assert gd.datasets.her2st(patients=["E", "B"]) == ["B1", "B2", "B3", "B4", "B5", "B6", "E1", "E2", "E3"]
+    assert gd.datasets.her2st(patients="H") == ["H1", "H2", "H3"]
+    with pytest.raises(ValueError, match=r"`patients`: unknown HER2ST patient\(s\) \['Z'\]"):
+        gd.datasets.her2st(patients=["A", "Z"])
+    with pytest.raises(ValueError, match="not both"):
+        gd.datasets.her2st(sections=["A1"], patients=["A"])
 
 
 def test_corrupt_cached_file_is_refetched_and_a_failed_fetch_is_a_clear_error(her2st_dir, no_network):
@@ -205,3 +239,13 @@ def test_her2st_real_download():
     logging.getLogger("pooch").setLevel(logging.WARNING)
     sdata = gd.datasets.her2st(sections=["C5"])
     assert sdata.tables["table"].n_obs == 181
+
+
+def test_hest_cohorts_of_the_paper():
+    assert len(gd.datasets.hest_cohort("her2st")) == 36
+    stnet = gd.datasets.hest_cohort("stnet")
+    assert (len(stnet), stnet[0], stnet[-1]) == (68, "SPA51", "SPA118")
+    assert gd.datasets.hest_cohort("skinst")[:2] == ["NCBI759", "NCBI760"]
+    assert not set(stnet) & set(gd.datasets.hest_cohort("her2st"))
+    with pytest.raises(ValueError, match="`name` must be one of the registered cohorts"):
+        gd.datasets.hest_cohort("cscc")

@@ -17,7 +17,7 @@ from .._utils import resolve_progress
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["DownloadError", "her2st", "hest", "registry", "visium_10x"]
+__all__ = ["DownloadError", "her2st", "hest", "hest_cohort", "registry", "visium_10x"]
 
 HER2ST_SECTIONS = ("B4", "C2", "C3", "C4", "C5")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -98,18 +98,23 @@ def _fill(entry: dict[str, Any], **fields: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- her2st
 
 
-def her2st(*, sections: Sequence[str] = HER2ST_SECTIONS) -> SpatialData:
+def her2st(*, sections: Sequence[str] | str | None = None, patients: Sequence[str] | str | None = None) -> SpatialData:
     """HER2-positive breast cancer sections (Andersson et al. 2021), legacy Spatial Transcriptomics.
 
-    Files come from the public ``almaan/her2st`` GitHub repository at a fixed commit, are verified against the
-    sha256 in the registry and cached under ``gd.settings.datasetdir / "her2st"`` (a cached, valid copy is used
-    without network access). Sections are read with :func:`genedml.io.read_st` (pixel size estimated from the
-    spot grid, ~0.69 µm/px); the patient is the section's letter (``"B"``, ``"C"``).
+    All 36 sections of the 8 patients A–H (the Gene-DML paper's HER2ST cohort) are registered: patients A–D have
+    six serial sections each (``A1`` … ``D6``), E–H three (``E1`` … ``H3``). Files come from the public
+    ``almaan/her2st`` GitHub repository at a fixed commit and are cached under ``gd.settings.datasetdir /
+    "her2st"`` (a cached, valid copy is used without network access). Count and spot files are verified against
+    their sha256; the H&E images of B4 and C2–C6 too, while the other 30 images have no known checksum and are
+    fetched unverified (the registry says so per file). Sections are read with :func:`genedml.io.read_st` (pixel
+    size estimated from the spot grid, ~0.69 µm/px); the patient is the section's letter.
 
     Parameters
     ----------
     sections
-        Sections to load; available: B4, C2, C3, C4, C5 (patient B has one section, patient C four serial ones).
+        Sections to load, or ``"all"`` for the 36; ``None``: the five sections B4, C2–C5 (unless ``patients``).
+    patients
+        Load every section of these patients (letters ``"A"`` … ``"H"``), instead of ``sections``.
 
     Returns
     -------
@@ -119,19 +124,36 @@ def her2st(*, sections: Sequence[str] = HER2ST_SECTIONS) -> SpatialData:
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.her2st(sections=["B4"])  # doctest: +SKIP
+    >>> cohort = gd.datasets.her2st(sections="all")  # the paper's 36 sections  # doctest: +SKIP
+    >>> ab = gd.datasets.her2st(patients=["A", "B"])  # 12 sections  # doctest: +SKIP
     """
     import pandas as pd
 
     from ..io import read_st
 
     reg = registry()["her2st"]
-    names = _her2st_sections(sections, reg)
+    names = _her2st_sections(_her2st_choice(sections, patients, reg), reg)
     rows = []
     for s in names:
         files = reg["sections"][s]["files"]
         paths = {k: fetch_file("her2st", files[k], reg["base_url"]) for k in ("counts", "spots", "image")}
         rows.append({"section": s, "patient": reg["sections"][s]["patient"], **{k: str(p) for k, p in paths.items()}})
     return read_st(pd.DataFrame(rows))
+
+
+def _her2st_choice(sections: Any, patients: Any, reg: dict) -> Any:
+    if patients is None:
+        if sections is None:
+            return list(HER2ST_SECTIONS)
+        return list(reg["sections"]) if isinstance(sections, str) and sections == "all" else sections
+    if sections is not None:
+        raise ValueError("give `sections` or `patients`, not both.")
+    wanted = [patients] if isinstance(patients, str) else list(patients)
+    known = sorted({v["patient"] for v in reg["sections"].values()})
+    unknown = [p for p in wanted if p not in known]
+    if unknown or not wanted:
+        raise ValueError(f"`patients`: unknown HER2ST patient(s) {unknown or 'none given'}; available: {known}.")
+    return [s for s, v in reg["sections"].items() if v["patient"] in wanted]
 
 
 def _her2st_sections(sections: Any, reg: dict) -> list[str]:
@@ -194,6 +216,40 @@ def hest(sample_id: str, *, token: str | None = None) -> SpatialData:
         headers = {"Authorization": f"Bearer {token}"}
     paths = {k: fetch_file("hest", e, reg["base_url"], headers=headers) for k, e in entries.items()}
     return read_hest(paths["h5ad"], paths["image"], paths["metadata"], section=sample_id)
+
+
+def hest_cohort(name: str) -> list[str]:
+    """The HEST-1k sample ids of one of the paper's cohorts: ``"her2st"``, ``"stnet"`` or ``"skinst"``.
+
+    Each id is fetched with `gd.datasets.hest` (gated: a Hugging Face token); the paper's folds group them by the
+    patient recorded in each sample's HEST metadata (``obs["patient"]``).
+
+    Parameters
+    ----------
+    name
+        Cohort name.
+
+    Returns
+    -------
+    The sample ids in HEST order.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> ids = gd.datasets.hest_cohort("skinst")
+    >>> len(ids), ids[0], ids[-1]
+    (12, 'NCBI759', 'NCBI770')
+    """
+    cohorts = registry()["hest"]["cohorts"]
+    if not isinstance(name, str) or name not in cohorts:
+        raise ValueError(f"`name` must be one of the registered cohorts {sorted(cohorts)}, got {name!r}.")
+    c = cohorts[name]
+    prefix = re.match(r"^[A-Z]+", c["first"]).group(0)
+    first, last = int(c["first"][len(prefix) :]), int(c["last"][len(prefix) :])
+    ids = [f"{prefix}{i}" for i in range(first, last + 1)]
+    if len(ids) != c["n"]:  # the registry's own consistency
+        raise RuntimeError(f"registry: cohort {name!r} spans {len(ids)} ids, expected {c['n']}.")
+    return ids
 
 
 # --------------------------------------------------------------------------------------------------- visium

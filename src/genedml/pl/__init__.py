@@ -5,5 +5,16 @@ from ._history import history
 from ._scores import gene_scores, predicted_vs_observed
 from ._spatial import spatial
 from ._spots import spots
+from ._uncertainty import calibration, uncertainty
 
-__all__ = ["ablation", "cv_summary", "gene_scores", "history", "predicted_vs_observed", "spatial", "spots"]
+__all__ = [
+    "ablation",
+    "calibration",
+    "cv_summary",
+    "gene_scores",
+    "history",
+    "predicted_vs_observed",
+    "spatial",
+    "spots",
+    "uncertainty",
+]

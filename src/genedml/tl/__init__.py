@@ -1,15 +1,18 @@
 """Tools: fit, predict, evaluate, cross-validate (``gd.tl``); torch loads only inside the functions."""
 
-from ._cv import CVResult, EnsembleModel, cross_validate
+from ._cv import CVResult, cross_validate
+from ._ensemble import EnsembleModel
 from ._evaluate import evaluate
 from ._fit import fit, predict
 from ._get import get_predicted
 from ._pretrain import PretrainResult, pretrain_encoder
+from ._uncertainty import calibrate
 
 __all__ = [
     "CVResult",
     "EnsembleModel",
     "PretrainResult",
+    "calibrate",
     "cross_validate",
     "evaluate",
     "fit",

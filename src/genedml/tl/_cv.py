@@ -15,6 +15,7 @@ from .._logging import logger
 from .._utils import atomic_path, resolve_progress
 from .._validators import assert_positive_int
 from ..io._model import get_table
+from ._ensemble import EnsembleModel
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -71,37 +72,6 @@ class CVResult:
         return EnsembleModel(models)
 
 
-class EnsembleModel:
-    """Mean of several fitted models over their common genes; usable with `gd.tl.predict`."""
-
-    def __init__(self, models: list) -> None:
-        common = [g for g in models[0].genes_ if all(g in m.genes_ for m in models[1:])]
-        if not common:
-            raise ValueError("the fold models share no gene.")
-        self.models = models
-        self.genes_ = common
-        first = models[0]
-        self.encoder, self.encoder_info_, self.normalize_ = first.encoder, first.encoder_info_, first.normalize_
-        self.train_config = first.train_config
-        self.fit_info_ = {"ensemble": len(models), "hpg": None}
-        self.net = True  # ready marker for gd.tl.predict
-
-    @property
-    def model_hash(self) -> str:
-        """Hash over the member hashes."""
-        import hashlib
-
-        return hashlib.sha256("".join(m.model_hash for m in self.models).encode()).hexdigest()[:16]
-
-    def predict(self, sdata, *, sections=None, table_key=None, progress=None) -> np.ndarray:
-        """Mean of the members' predictions over the common genes."""
-        preds = []
-        for m in self.models:
-            p = m.predict(sdata, sections=sections, table_key=table_key, progress=progress)
-            preds.append(p[:, [m.genes_.index(g) for g in self.genes_]])
-        return np.mean(preds, axis=0).astype(np.float32)
-
-
 def _scratch_restored(func):
     """Run ``func(sdata, …, table_key=…)`` and put the table back afterwards except the documented keys."""
     import functools
@@ -152,6 +122,7 @@ def cross_validate(
     train_config: dict | None = None,
     method_kwargs: dict[str, dict] | None = None,
     n_hpg: int = 50,
+    interval: float | None = None,
     keep_models: bool = True,
     resume_dir: str | Path | None = None,
     seed: int | None = None,
@@ -193,6 +164,12 @@ def cross_validate(
         only (``protocol`` and ``seed`` stay those of the call).
     n_hpg
         Number of highly predictive genes.
+    interval
+        Also score cross-conformal prediction intervals at this level (strictly between 0 and 1): fold ``f``'s
+        half-width per gene is the conformal quantile (crepes) of the absolute residuals of the *other* folds'
+        models on their held-out groups, so no fold calibrates on its own test data. Adds ``coverage`` and
+        ``interval_width`` to the scores and the per-gene coverage to ``uns["genedml"]["cv"]["interval"]``. Intervals
+        normalised by an ensemble's spread: `gd.tl.calibrate`. Resumed folds need their saved models.
     keep_models
         Keep every fold model in the result (for ensembles).
     resume_dir
@@ -219,6 +196,10 @@ def cross_validate(
 
     if protocol not in ("clean", "paper"):
         raise ValueError(f"`protocol` must be 'clean' or 'paper', got {protocol!r}.")
+    if interval is not None:
+        from ._uncertainty import check_level
+
+        interval = check_level(interval)
     methods = [methods] if isinstance(methods, str) else list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -245,7 +226,7 @@ def cross_validate(
     )
     resume = Path(resume_dir) if resume_dir is not None else None
     data_fp = _data_fingerprint(sdata, table) if resume is not None else None
-    rows, models, per_gene = [], {}, {}
+    rows, models, per_gene, resid = [], {}, {}, {}
     bar = _bar(len(folds) * len(methods), progress)
     for f, (tr, te, label) in enumerate(folds):
         train_secs, test_secs = sorted(set(sec[tr])), sorted(set(sec[te]))
@@ -284,6 +265,10 @@ def cross_validate(
                 per_gene[(name, f)] = pd.DataFrame(done["per_gene"])
                 if keep_models:
                     models[(name, f)] = load_method(saved, weights=weights, sdata=sdata, table_key=table_key)
+                if interval is not None:
+                    resid[(name, f)] = _residuals(
+                        sdata, models.get((name, f)), sec, test_secs, normalize, smooth, table_key
+                    )
                 bar.update(1)
                 continue
             model = make_method(name, config=config, train_config=tc_m, **kw)
@@ -313,6 +298,8 @@ def cross_validate(
             ]
             rows += fold_rows
             per_gene[(name, f)] = res.per_gene
+            if interval is not None:
+                resid[(name, f)] = (sec[test_rows], np.abs(truth - pred), list(model.genes_))
             if resume is not None and keep_models:  # the model first: the scores file marks the fold as done
                 model.save(saved, overwrite=True)
             _save_done(resume, name, f, fold_rows, res.per_gene, fingerprint)
@@ -326,6 +313,9 @@ def cross_validate(
     scores = pd.DataFrame(rows)
     if protocol == "paper":
         scores = _paper_hpg(scores, per_gene, n_hpg)
+    cv_interval = _interval_scores(scores, resid, interval) if interval is not None else None
+    if cv_interval is not None:
+        scores = cv_interval.pop("scores")
     summary = _summarise(scores)
     params = {
         "methods": list(methods),
@@ -342,9 +332,49 @@ def cross_validate(
         "encoder": shared,
         "seed": seed,
         "n_hpg": n_hpg,
+        "interval": interval,
     }
     table.uns.setdefault(Keys.uns, {})["cv"] = {"scores": scores, "summary": summary.reset_index(), "params": params}
+    if cv_interval is not None:
+        table.uns[Keys.uns]["cv"]["interval"] = cv_interval
     return CVResult(scores=scores, summary=summary, models=models, params=params)
+
+
+def _residuals(sdata, model, sec, test_secs, normalize, smooth, table_key):
+    """``(sections, |y − ŷ|, genes)`` of a resumed fold's saved model on its test sections."""
+    from .. import pp
+
+    if model is None:
+        raise ValueError("`interval` with `resume_dir` needs the finished folds' models: pass keep_models=True.")
+    pred = model.predict(sdata, sections=test_secs, table_key=table_key, progress=False)
+    rows = np.flatnonzero(np.isin(sec, test_secs))
+    truth = pp.normalize(sdata, genes=model.genes_, recipe=normalize, smooth=smooth, table_key=table_key, inplace=False)
+    return sec[rows], np.abs(truth[rows] - pred), list(model.genes_)
+
+
+def _interval_scores(scores: pd.DataFrame, resid: dict, level: float) -> dict:
+    """Cross-conformal coverage and width per method, fold and section (columns added to ``scores``)."""
+    from ._uncertainty import _library, cross_conformal
+
+    parts, genes_out = [], []
+    for name in scores["method"].unique():
+        folds = {f: r for (m, f), r in resid.items() if m == name}
+        common = [g for g in next(iter(folds.values()))[2] if all(g in r[2] for r in folds.values())]
+        folds = {f: (s, e[:, [gs.index(g) for g in common]]) for f, (s, e, gs) in folds.items()}
+        per_sec, per_gene = cross_conformal(folds, common, level)
+        parts.append(per_sec.assign(method=name))
+        genes_out.append(per_gene.assign(method=name))
+    add = pd.concat(parts, ignore_index=True)
+    merged = scores.drop(columns=["coverage", "interval_width"], errors="ignore").merge(
+        add, on=["method", "fold", "section"], how="left"
+    )
+    return {
+        "scores": merged,
+        "level": level,
+        "method": "cross-conformal: absolute residuals of the other folds' models on their held-out groups",
+        "library": _library(),
+        "coverage_per_gene": pd.concat(genes_out, ignore_index=True),
+    }
 
 
 def _check_groups_nest_sections(sec: np.ndarray, groups: np.ndarray, groupby: str) -> None:

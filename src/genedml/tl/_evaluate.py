@@ -41,7 +41,13 @@ def evaluate(
     Writes ``layers[f"{layer}_observed"]`` (normalised measured values of the predicted genes, NaN elsewhere),
     ``var[f"genedml_pcc_{layer}"]`` (per-gene PCC averaged over sections) and ``uns["genedml"]["evaluation"][layer]``
     (``per_section`` DataFrame, ``summary`` dict, ``genes``, ``hpg``, ``hpg_source``, ``protocol``, ``optimistic``,
-    recipe). A spot is scored when it has a prediction; single NaN predictions are left out pairwise (a gene never
+    recipe). With interval layers (``layers[f"{layer}_lower"]``/``_upper``, from `gd.tl.predict(..., interval=…)`)
+    the per-section scores gain ``coverage`` (share of measured values inside their interval) and
+    ``interval_width`` (mean ``upper − lower``), ``var`` gains ``genedml_coverage_{layer}`` and
+    ``genedml_width_{layer}`` (per gene, averaged over sections), and the evaluation entry gains
+    ``interval`` (level, per-gene coverage and width per section) and ``coverage_curve`` (empirical coverage per
+    section at the nominal levels 0.05 … 0.95, for `gd.pl.calibration`). A spot is scored when it has a
+    prediction; single NaN predictions are left out pairwise (a gene never
     predicted finitely scores NaN and is counted in ``n_nan_genes``).
 
     Parameters
@@ -126,7 +132,50 @@ def evaluate(
     ]
     summary = metrics.aggregate_sections(per_section, weight=aggregate).iloc[0].to_dict()
     _write(table, layer, col, rows, observed, res.per_gene, per_section, summary, hpg, source, prov, norm, aggregate)
+    if Keys.lower(layer) in table.layers and Keys.upper(layer) in table.layers:
+        _write_intervals(table, layer, col, rows, sec, observed, pred, per_section, prov)
     return per_section
+
+
+def _write_intervals(table, layer, col, rows, sec, observed, pred, per_section, prov) -> None:
+    """Coverage and width of the calibrated intervals, per section and gene, and the calibration curve."""
+    from .. import metrics
+
+    lo = np.asarray(table.layers[Keys.lower(layer)], dtype=np.float64)[np.ix_(rows, col)]
+    hi = np.asarray(table.layers[Keys.upper(layer)], dtype=np.float64)[np.ix_(rows, col)]
+    genes = [str(g) for g in table.var_names[col]]
+    by_sec, cov, wid = metrics.interval_scores(observed[rows], lo, hi, sec[rows], genes=genes)
+    per_section["coverage"] = by_sec.loc[per_section.index, "coverage"]
+    per_section["interval_width"] = by_sec.loc[per_section.index, "interval_width"]
+    table.var[Keys.var_flag(f"coverage_{layer}")] = _per_gene_column(table, col, cov)
+    table.var[Keys.var_flag(f"width_{layer}")] = _per_gene_column(table, col, wid)
+    unc = dict(prov.get("uncertainty") or {})
+    ev = table.uns[Keys.uns]["evaluation"][layer]
+    ev["per_section"] = per_section.reset_index()
+    ev["interval"] = {
+        "level": float(unc["level"]) if "level" in unc else None,
+        "coverage_per_gene": cov.reset_index(names="section"),
+        "width_per_gene": wid.reset_index(names="section"),
+    }
+    if "curve_quantiles" in unc:
+        std_key = Keys.std(layer)
+        sd = (
+            np.asarray(table.layers[std_key], dtype=np.float64)[np.ix_(rows, col)]
+            if std_key in table.layers
+            else np.zeros_like(lo)
+        )
+        at = [[str(g) for g in prov["genes"]].index(g) for g in genes]  # model order → evaluated genes
+        sigma = sd + np.asarray(unc["beta"], dtype=np.float64)[at][None, :]
+        q = np.asarray(unc["curve_quantiles"], dtype=np.float64)[:, at]
+        ev["coverage_curve"] = metrics.coverage_curve(
+            observed[rows], pred[rows], sigma, q, list(unc["curve_levels"]), sec[rows]
+        )
+
+
+def _per_gene_column(table, col, per_sec) -> np.ndarray:
+    out = np.full(table.n_vars, np.nan)
+    out[col] = per_sec.to_numpy(dtype=np.float64).mean(axis=0)
+    return out
 
 
 def _resolve_hpg(hpg, prov, genes, obs, pred, sec, n_hpg) -> tuple[list[str], str]:

@@ -131,6 +131,7 @@ def predict(
     key_added: str = Keys.predicted,
     sections: list[str] | None = None,
     weights: str | os.PathLike | None = None,
+    interval: float | None = None,
     table_key: str | None = None,
     progress: bool | None = None,
     copy: bool = False,
@@ -145,6 +146,12 @@ def predict(
     * ``var[f"genedml_{key_added}"]``: True for predicted genes.
     * ``uns["genedml"][key_added]``: provenance (model hash, version, encoder and weights hash, genes, protocol,
       sections, missing genes).
+
+    With an `EnsembleModel` of two or more members, also ``layers[f"{key_added}_std"]`` (spread: std over members);
+    with ``interval`` (a calibrated ensemble, see `gd.tl.calibrate`), ``layers[f"{key_added}_lower"]`` and
+    ``layers[f"{key_added}_upper"]`` (the conformal interval at that level) and ``uns["genedml"][key_added]
+    ["uncertainty"]`` (level, method, library, calibration groups, ``beta`` and the score quantiles at the levels
+    0.05 … 0.95 that `gd.tl.evaluate` turns into a calibration curve).
 
     A table without genes (an H&E-only section from `gd.pp.spot_grid`) is replaced by one whose ``var`` is the model
     genes, with an empty sparse ``X``.
@@ -162,6 +169,9 @@ def predict(
     weights
         The encoder's local weights file, for a loaded model whose encoder was trained with one: a model file stores
         only its sha256 (checked here) and never opens a file by itself. The model keeps the file for later calls.
+    interval
+        Nominal coverage of the prediction intervals, strictly between 0 and 1 (e.g. ``0.9``); needs a model
+        calibrated by `gd.tl.calibrate`. ``None``: no intervals.
     table_key
         Spot table.
     progress
@@ -183,15 +193,21 @@ def predict(
     >>> sdata["table"].layers["predicted"].shape[0] == sdata["table"].n_obs
     True
     """
-    if copy:
-        from spatialdata import deepcopy
+    from ._uncertainty import check_level
 
-        sdata = deepcopy(sdata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
     ready = getattr(model, "is_ready", None)
     if not (ready() if callable(ready) else getattr(model, "net", None) is not None):
         raise ValueError("`model` is not trained or loaded: use gd.tl.fit(...) or GeneDML.load(path).")
+    if interval is not None:
+        interval = check_level(interval)
+        if getattr(model, "calibration_", None) is None:
+            raise ValueError("`interval` needs a calibrated model: model = gd.tl.calibrate(sdata, model, ...) first.")
+    if copy:
+        from spatialdata import deepcopy
+
+        sdata = deepcopy(sdata)
     key = Keys.table if table_key is None else table_key
     table = get_table(sdata, table_key=key)
     secs = _all_sections(sdata, table_key=key) if sections is None else list(sections)
@@ -203,31 +219,75 @@ def predict(
     if weights is not None:
         for member in getattr(model, "models", None) or [model]:  # an ensemble's members, or the model
             member.set_weights(weights)
-    pred = model.predict(sdata, sections=secs, table_key=key, progress=resolve_progress(progress))
+    extra = {}
+    if hasattr(model, "member_predictions"):  # an ensemble: its spread (and calibrated intervals)
+        bar = resolve_progress(progress)
+        pred, sd = model.predict(sdata, sections=secs, table_key=key, progress=bar, return_std=True)
+        extra = _uncertainty_layers(model, pred, sd, key_added, interval)
+    else:
+        pred = model.predict(sdata, sections=secs, table_key=key, progress=resolve_progress(progress))
     table = get_table(sdata, table_key=key)
     if table.n_vars == 0:
         table = _table_with_genes(table, model.genes_)
         sdata.tables[key] = table
-    _write_predictions(table, pred, model, key_added=key_added, sections=secs)
+    _write_predictions(table, pred, model, key_added=key_added, sections=secs, extra=extra)
     return sdata if copy else None
 
 
-def _write_predictions(table, pred: np.ndarray, model, *, key_added: str, sections: list[str]) -> None:
+def _uncertainty_layers(model, pred: np.ndarray, sd: np.ndarray, key_added: str, interval: float | None) -> dict:
+    """``{layer name: values}`` for the spread and the interval bounds, plus ``"_uns"``: their provenance."""
+    from ._uncertainty import CURVE_LEVELS, intervals, score_quantiles
+
+    out: dict = {}
+    if len(model.models) > 1:
+        out[Keys.std(key_added)] = sd
+    cal = model.calibration_
+    if interval is None or cal is None:
+        return out
+    lo, hi = intervals(cal, pred, sd, interval)
+    out[Keys.lower(key_added)], out[Keys.upper(key_added)] = lo, hi
+    out["_uns"] = {
+        "level": interval,
+        "method": cal["method"],
+        "library": cal["library"],
+        "groupby": cal["groupby"],
+        "calibration_groups": list(cal["groups"]),
+        "calibration_sections": list(cal["sections"]),
+        "n_calibration_spots": int(cal["n_spots"]),
+        "std_layer": Keys.std(key_added) if len(model.models) > 1 else None,
+        "beta": np.asarray(cal["beta"], dtype=np.float64),
+        "curve_levels": np.asarray(CURVE_LEVELS, dtype=np.float64),
+        "curve_quantiles": score_quantiles(cal, CURVE_LEVELS),
+    }
+    return out
+
+
+def _write_predictions(
+    table, pred: np.ndarray, model, *, key_added: str, sections: list[str], extra: dict | None = None
+) -> None:
     from .._version import __version__
 
+    extra = dict(extra or {})
+    unc = extra.pop("_uns", None)
     sec = table.obs[Keys.section].astype(str).to_numpy()
     rows = np.flatnonzero(np.isin(sec, sections))
     present = [g for g in model.genes_ if g in table.var_names]
     missing = [g for g in model.genes_ if g not in table.var_names]
-    layer = np.full(table.shape, np.nan, dtype=np.float32)
-    if key_added in table.layers:  # keep predictions of other sections made earlier under the same key
-        old = np.asarray(table.layers[key_added], dtype=np.float32)
-        if old.shape == layer.shape:
-            layer = old.copy()
     src = np.array([model.genes_.index(g) for g in present], dtype=np.int64)
     dst = table.var_names.get_indexer(present)
-    layer[np.ix_(rows, dst)] = pred[:, src]
-    table.layers[key_added] = layer
+    old_unc = (table.uns.get(Keys.uns, {}).get(key_added) or {}).get("uncertainty")
+    if unc is None or (old_unc is not None and float(old_unc["level"]) != unc["level"]):
+        for name in (Keys.lower(key_added), Keys.upper(key_added)):  # never keep intervals of another level
+            if name in table.layers:
+                del table.layers[name]
+    for name, values in {key_added: pred, **extra}.items():
+        layer = np.full(table.shape, np.nan, dtype=np.float32)
+        if name in table.layers:  # keep predictions of other sections made earlier under the same key
+            old = np.asarray(table.layers[name], dtype=np.float32)
+            if old.shape == layer.shape:
+                layer = old.copy()
+        layer[np.ix_(rows, dst)] = values[:, src]
+        table.layers[name] = layer
     flag = Keys.var_flag(key_added)
     table.var[flag] = table.var_names.isin(present)
     uns = table.uns.setdefault(Keys.uns, {})
@@ -246,6 +306,8 @@ def _write_predictions(table, pred: np.ndarray, model, *, key_added: str, sectio
         "hpg": list(model.fit_info_.get("hpg") or []),
         "fit": {k: v for k, v in model.fit_info_.items() if v is not None and k != "hpg"},
     }
+    if unc is not None:
+        uns[key_added]["uncertainty"] = unc
 
 
 def _table_with_genes(table, genes: list[str]):

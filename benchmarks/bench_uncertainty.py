@@ -1,0 +1,227 @@
+"""Coverage of calibrated prediction intervals on HER2ST, section-grouped vs spot-level calibration (issue 14).
+
+Leave-one-section-out over the shared HER2ST sections (default B4, C2–C5), ``protocol="clean"``. For each held-out
+section ``t`` the other sections ``R`` train two ensembles of ridge models (frozen features,
+penalty by grouped inner CV), each calibrated out-of-bag and then used to predict ``t`` with intervals at 80 % and
+90 %:
+
+* **section-grouped** (genedml's ``gd.tl.calibrate``): every member trains on all but two sections of ``R`` (six
+  members for four sections, three for three), so each section of ``R`` is unseen by several members; the scores
+  ``|y − μ| / (σ + β)`` of a section use only those members (``μ``, ``σ``: their mean and spread).
+* **spot-level** (the mistake it guards against): every member trains on a random two thirds of the *spots* of
+  ``R``; the scores of a spot use the members that did not train on that spot — but they trained on its neighbours
+  in the same section, so the residuals look smaller than those on a new section.
+
+Both use the same members count, formula, β and crepes quantile; only which residuals count as "unseen" differs.
+``--split`` adds **section-level split conformal**: for each other section ``c``, three spot-bag members train on the
+rest of ``R`` and ``gd.tl.calibrate(..., sections=[c])`` calibrates on ``c`` — the same ensemble at calibration and
+test (reported as the mean, min and max over ``c``).
+The figures: empirical coverage (share of measured spot × gene values inside their interval) and mean interval
+width on ``t``, per section, for both calibrations at both levels. Goal: every section within ±5 points of nominal
+with section-grouped calibration.
+
+    python benchmarks/bench_uncertainty.py                             # 3–5 min on 2 loaded cores, one thread
+    python benchmarks/bench_uncertainty.py --sections C2,C3,C4,C5      # within patient C only
+    python benchmarks/bench_uncertainty.py --sections C2,C3,C4,C5 --split   # plus held-out-section split conformal
+    python benchmarks/bench_uncertainty.py --normalize paper           # the paper's target recipe
+
+Results and their reading: benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from _common import HER2ST, SECTIONS, read_her2st, set_threads
+
+LEVELS = (0.8, 0.9)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--data", type=Path, default=HER2ST, help="HER2ST folder (default: ../shared/data/her2st)")
+    p.add_argument("--encoder", default="resnet18", help="frozen encoder (default resnet18, random init)")
+    p.add_argument("--pretrained", action="store_true", help="pretrained encoder weights")
+    p.add_argument("--target-px", type=int, default=56, help="window side in px (default 56)")
+    p.add_argument("--target-um", type=float, default=112.0, help="window side in µm (default 112)")
+    p.add_argument("--members", type=int, default=6, help="spot-bag members of the spot-level ensemble (default 6)")
+    p.add_argument("--spot-fraction", type=float, default=2 / 3, help="share of spots per spot bag (default 2/3)")
+    p.add_argument("--normalize", default="log1p_cp10k", help="target recipe: log1p_cp10k (default) or paper")
+    p.add_argument("--sections", default=",".join(SECTIONS), help="sections, comma-separated (default all five)")
+    p.add_argument("--split", action="store_true", help="add held-out-section split conformal (one per section)")
+    p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    set_threads(a.threads)
+    import pandas as pd
+    import torch
+
+    import genedml as gd
+
+    torch.set_num_threads(a.threads)
+    gd.settings.progress_bar = False
+    logging.getLogger("genedml").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*genes of `panel` are not in the data.*")
+    t0 = time.time()
+    sdata = read_her2st(a.data)
+    enc = dict(encoder=a.encoder, pretrained=a.pretrained, target_px=a.target_px, target_um=a.target_um)
+    sections = a.sections.split(",")
+    rows = []
+    for t in sections:
+        rest = [s for s in sections if s != t]
+        grouped = _grouped(sdata, rest, enc, a.normalize)
+        spot = _spot_level(sdata, rest, enc, a.normalize, a.members, a.spot_fraction, a.seed)
+        arms = [("section-grouped", grouped), ("spot-level", spot)]
+        if a.split:
+            arms += [(f"split:{c}", m) for c, m in _split(sdata, rest, enc, a.normalize, a.spot_fraction, a.seed)]
+        for name, model in arms:
+            for level in LEVELS:
+                gd.tl.predict(sdata, model, sections=[t], interval=level, key_added="unc")
+                r = gd.tl.evaluate(sdata, layer="unc", sections=[t]).loc[t]
+                rows.append(
+                    {"section": t, "calibration": name, "level": level, "coverage": r["coverage"],
+                     "width": r["interval_width"], "pcc_a": r["pcc_a"]}
+                )  # fmt: skip
+        print(f"# {t} done at {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    _report(pd.DataFrame(rows), a, time.time() - t0)
+
+
+def _ridge(sdata, sections, enc, normalize, *, table=None):
+    from genedml.models import make_method
+
+    m = make_method("ridge", train_config={"protocol": "clean", "seed": 0}, **enc)
+    data = sdata if table is None else _with_table(sdata, table)
+    return m.setup(data, panel="her2st", normalize=normalize, sections=sections, progress=False).train(progress=False)
+
+
+def _with_table(sdata, table):
+    from spatialdata import SpatialData
+
+    attrs = table.uns["spatialdata_attrs"]
+    col = table.obs[attrs["region_key"]].astype(str)
+    table.obs[attrs["region_key"]] = col.astype("category")
+    attrs["region"] = sorted(col.unique())  # the regions left in the subset
+    return SpatialData(images=dict(sdata.images), shapes=dict(sdata.shapes), tables={"table": table})
+
+
+def _grouped(sdata, rest, enc, normalize):
+    """Leave-two-sections-out members, calibrated by gd.tl.calibrate on their unseen sections."""
+    import genedml as gd
+
+    members = [_ridge(sdata, list(keep), enc, normalize) for keep in itertools.combinations(rest, len(rest) - 2)]
+    return gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=rest, groupby="section")
+
+
+def _split(sdata, rest, enc, normalize, frac, seed):
+    """Split conformal at section level: 3 spot-bag members trained on all but one section c, calibrated on c."""
+    import numpy as np
+
+    import genedml as gd
+
+    table = sdata["table"]
+    sec = table.obs["section"].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    for c in rest:
+        train = np.isin(sec, [s for s in rest if s != c])
+        bags = [train & (rng.random(table.n_obs) < frac) for _ in range(3)]
+        members = [_ridge(sdata, sorted(set(sec[b])), enc, normalize, table=table[b].copy()) for b in bags]
+        yield c, gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=[c])
+
+
+def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
+    """Spot-bag members; out-of-bag scores per spot (what a spot-level split does), same formula and quantile."""
+    import numpy as np
+
+    import genedml as gd
+    from genedml.tl._uncertainty import _beta, _library
+
+    table = sdata["table"]
+    sec = table.obs["section"].astype(str).to_numpy()
+    in_rest = np.isin(sec, rest)
+    rng = np.random.default_rng(seed)
+    bags = [in_rest & (rng.random(table.n_obs) < frac) for _ in range(n)]
+    members = [_ridge(sdata, rest, enc, normalize, table=table[b].copy()) for b in bags]
+    ens = gd.tl.EnsembleModel(members)
+    rows = np.flatnonzero(in_rest)
+    preds = ens.member_predictions(sdata, sections=rest)  # rows of R in table order
+    oob = np.stack([~b[rows] for b in bags])  # members × spots
+    ok = oob.sum(axis=0) >= 2
+    norm = ens.normalize_
+    truth = gd.pp.normalize(sdata, genes=ens.genes_, recipe=norm["recipe"], smooth=norm["smooth"], inplace=False)
+    truth = truth[rows][ok].astype(np.float64)
+    w = oob[:, ok][:, :, None].astype(np.float64)
+    p = preds[:, ok].astype(np.float64)
+    k = w.sum(axis=0)
+    mu = (w * p).sum(axis=0) / k
+    sd = np.sqrt((w * (p - mu) ** 2).sum(axis=0) / (k - 1))
+    beta = _beta(sd)
+    cal = {
+        "method": "split-conformal, normalised by ensemble spread (spot-level out-of-bag: optimistic)",
+        "library": _library(),
+        "groupby": "spot",
+        "groups": ["spots of " + ",".join(rest)],
+        "sections": list(rest),
+        "n_spots": int(ok.sum()),
+        "min_members": 2,
+        "genes": list(ens.genes_),
+        "scores": (np.abs(truth - mu) / (sd + beta)).astype(np.float32),
+        "beta": beta.astype(np.float32),
+    }
+    return gd.tl.EnsembleModel(members, calibration=cal)
+
+
+def _report(df, a, seconds: float) -> None:
+    import os
+
+    print("## bench_uncertainty: calibrated interval coverage, HER2ST leave-one-section-out (clean)\n")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads {a.threads}, "
+          f"load average {load} (at the end); {seconds / 60:.1f} min")  # fmt: skip
+    print(f"features: {a.encoder} ({'pretrained' if a.pretrained else 'random init'}), {a.target_um:g} µm → "
+          f"{a.target_px} px; ridge, her2st panel, targets {a.normalize}; grouped: members leave two of the "
+          f"other sections out each; spot-level: "
+          f"{a.members} bags of {a.spot_fraction:.2f} of the spots\n")  # fmt: skip
+    wide = df.pivot_table(index="section", columns=["calibration", "level"], values=["coverage", "width"])
+    lines = ["| held-out section | level | section-grouped coverage | width | spot-level coverage | width |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for level in LEVELS:
+        for s in wide.index:
+            g = ("section-grouped", level)
+            sp = ("spot-level", level)
+            lines.append(
+                f"| {s} | {level:.0%} | {wide.loc[s, ('coverage', *g)]:.3f} | {wide.loc[s, ('width', *g)]:.3f} | "
+                f"{wide.loc[s, ('coverage', *sp)]:.3f} | {wide.loc[s, ('width', *sp)]:.3f} |"
+            )
+    print("\n".join(lines))
+    print()
+    split = df[df["calibration"].str.startswith("split:")]
+    if len(split):
+        agg = split.groupby(["section", "level"])[["coverage", "width"]].agg(["mean", "min", "max"])
+        print("split conformal (members on all but one other section, calibrated on it; mean [min, max] over it):\n")
+        for (s, level), r in agg.iterrows():
+            print(f"| {s} | {level:.0%} | {r[('coverage', 'mean')]:.3f} [{r[('coverage', 'min')]:.3f}, "
+                  f"{r[('coverage', 'max')]:.3f}] | {r[('width', 'mean')]:.3f} |")  # fmt: skip
+        print()
+    df = df.assign(calibration=df["calibration"].where(~df["calibration"].str.startswith("split:"), "split"))
+    df = df.groupby(["section", "calibration", "level"], as_index=False)[["coverage", "width"]].mean()
+    for name in ("section-grouped", "spot-level", *(["split"] if len(split) else [])):
+        for level in LEVELS:
+            cov = df[(df["calibration"] == name) & (df["level"] == level)]["coverage"].to_numpy()
+            within = int((abs(cov - level) <= 0.05).sum())
+            print(f"{name} {level:.0%}: mean coverage {cov.mean():.3f}, sections within ±5 points {within}/{len(cov)}, "
+                  f"worst {cov[abs(cov - level).argmax()]:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""``gd.pl.uncertainty`` and ``gd.pl.calibration``: where predictions are uncertain, and whether intervals cover.
+
+Both read results by key only (`gd.tl.predict` with an ensemble / ``interval``, `gd.tl.evaluate`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .._keys import Keys
+from .._validators import assert_positive_int
+from ..io._model import get_table
+from . import _spatial as sp
+from . import _utils as u
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from spatialdata import SpatialData
+
+__all__ = ["calibration", "uncertainty"]
+
+
+def uncertainty(
+    sdata: SpatialData,
+    *,
+    genes: str | list[str],
+    sections: str | list[str] | None = None,
+    layer: str = Keys.predicted,
+    table_key: str | None = None,
+    max_px: int = 800,
+    cmap: str = "viridis",
+    spread_cmap: str = "magma",
+    fig: Figure | None = None,
+) -> Figure:
+    """Prediction beside its uncertainty, one row per gene and section.
+
+    Columns: H&E, the prediction (``layers[layer]``), the ensemble spread (``layers[f"{layer}_std"]``) and, when
+    `gd.tl.predict` wrote intervals, their width (``upper − lower``). Unlike `gd.pl.spatial`'s min-max maps, the
+    spread and width panels keep their units (the model's normalised expression), each with its own colour bar, so
+    sections and genes compare; the width panel's title gives the interval level.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData after `gd.tl.predict` with an `genedml.tl.EnsembleModel` (two or more members) or ``interval``.
+    genes
+        Gene or genes to show.
+    sections
+        Sections to show; ``None``: every section with a prediction of the first gene.
+    layer
+        The ``key_added`` of `gd.tl.predict`.
+    table_key
+        Spot table.
+    max_px
+        About how many thumbnail pixels span the tissue.
+    cmap, spread_cmap
+        Colour maps of the prediction and of the spread / width.
+    fig
+        Empty Figure to draw in; ``None`` makes one.
+
+    Returns
+    -------
+    The matplotlib Figure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> table = sdata.tables["table"]
+    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
+    >>> table.layers["predicted"] = truth
+    >>> table.layers["predicted_std"] = np.full_like(truth, 0.2)
+    >>> fig = gd.pl.uncertainty(sdata, genes=table.var_names[0])
+    """
+    table = get_table(sdata, table_key=table_key)
+    u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
+    panels = _uncertainty_panels(table, layer)
+    genes = u.check_genes(table, genes)
+    assert_positive_int(max_px, name="max_px")
+    labels = u.section_labels(table)
+    sections = sp._sections_with_predictions(table, genes, layer, labels, sections)
+    secs = {s: sp._section(sdata, table, s, max_px) for s in sections}
+    ncols = 2 + len(panels)
+    fig = u.new_figure(fig, sp._figsize(secs, len(genes) * len(secs), ncols))
+    axes = fig.subplots(len(genes) * len(secs), ncols, squeeze=False)
+    level = (table.uns.get(Keys.uns, {}).get(layer) or {}).get("uncertainty", {}).get("level")
+    for i, (gene, s) in enumerate((g, s) for g in genes for s in sections):
+        sec = secs[s]
+        row = axes[i]
+        u.show_he(row[0], sec.thumb, sec.extent, sec.box)
+        row[0].set_title("H&E", fontsize=10)
+        row[0].set_ylabel(s, fontsize=11)
+        _absolute_map(fig, row[1], sec, u.column(table, layer, gene)[sec.rows], cmap)
+        row[1].set_title(f"{gene} predicted", fontsize=10)
+        for ax, (title, values) in zip(row[2:], panels, strict=True):
+            _absolute_map(fig, ax, sec, values(gene)[sec.rows], spread_cmap)
+            ax.set_title(title if "width" not in title or level is None else f"{title} ({level:.0%})", fontsize=10)
+    return fig
+
+
+def _uncertainty_panels(table, layer: str) -> list:
+    std, lo, hi = Keys.std(layer), Keys.lower(layer), Keys.upper(layer)
+    panels = []
+    if std in table.layers:
+        panels.append(("spread (std)", lambda g: u.column(table, std, g)))
+    if lo in table.layers and hi in table.layers:
+        panels.append(("interval width", lambda g: u.column(table, hi, g) - u.column(table, lo, g)))
+    if not panels:
+        raise KeyError(
+            f"`layer`={layer!r}: no uncertainty layers ({std!r} or {lo!r}/{hi!r}); predict with an EnsembleModel "
+            "or with `interval=` (see gd.tl.calibrate)."
+        )
+    return panels
+
+
+def _absolute_map(fig, ax, sec, values: np.ndarray, cmap) -> None:
+    import matplotlib as mpl
+
+    u.show_he(ax, sec.thumb, sec.extent, sec.box, fade=sp._FADE)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1e-6
+    cm = mpl.colormaps[cmap].with_extremes(bad=sp._NA_COLOR)
+    coll = u.add_circles(ax, sec.xy, sec.radius, values, cmap=cm, clim=(lo, hi), edgecolors="none")
+    cb = fig.colorbar(coll, ax=ax, shrink=0.7, aspect=15, pad=0.02)
+    cb.ax.tick_params(labelsize=7)
+
+
+def calibration(
+    sdata: SpatialData,
+    *,
+    layer: str = Keys.predicted,
+    sections: str | list[str] | None = None,
+    table_key: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Calibration plot: empirical against nominal coverage of the calibrated intervals, one line per section.
+
+    Reads ``uns["genedml"]["evaluation"][layer]["coverage_curve"]`` written by `gd.tl.evaluate` after
+    `gd.tl.predict(..., interval=…)`. Points on the diagonal are perfectly calibrated; below it the intervals
+    under-cover (too narrow). The level of the written intervals is marked.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData (or its table) after `gd.tl.evaluate`.
+    layer
+        The evaluated prediction layer.
+    sections
+        Sections to draw (``None``: all evaluated).
+    table_key
+        Spot table.
+    ax
+        Axes to draw in; ``None`` makes a figure.
+
+    Returns
+    -------
+    The Axes.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> curve = pd.DataFrame({"section": ["S1"] * 3, "level": [0.5, 0.8, 0.9], "coverage": [0.52, 0.79, 0.88],
+    ...                       "interval_width": [0.4, 0.8, 1.0]})
+    >>> sdata.tables["table"].uns["genedml"] = {"evaluation": {"predicted": {"coverage_curve": curve}}}
+    >>> ax = gd.pl.calibration(sdata)
+    """
+    table = u.table_of(sdata, table_key=table_key)
+    ev = table.uns.get(Keys.uns, {}).get("evaluation", {}).get(layer) or {}
+    curve = ev.get("coverage_curve")
+    if curve is None:
+        raise KeyError(
+            f"`layer`={layer!r}: no calibration curve; run gd.tl.predict(..., interval=0.9) with a calibrated model, "
+            "then gd.tl.evaluate."
+        )
+    curve = pd.DataFrame(curve)
+    secs = u.check_sections(curve["section"].astype(str).to_numpy(), sections)
+    ax = u.new_axes(ax, (4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", label="nominal")
+    for s in secs:
+        df = curve[curve["section"].astype(str) == s].sort_values("level")
+        ax.plot(df["level"], df["coverage"], marker="o", ms=3, lw=1.2, label=s)
+    level = ev.get("interval", {}).get("level") if isinstance(ev.get("interval"), dict) else None
+    if level is not None:
+        ax.axvline(level, color="0.7", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("empirical coverage")
+    ax.set_title(f"calibration of {layer!r} intervals", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    return ax
