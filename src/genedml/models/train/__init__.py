@@ -1,7 +1,11 @@
-"""Lightning training: plan, data module, trainer construction."""
+"""Lightning training: plan, data module, trainer construction.
+
+``TrainingDivergedError`` is importable here too; it is documented once, as `genedml.models.TrainingDivergedError`.
+"""
 
 from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan, TrainingDivergedError, section_pcc
+from ._plan import GeneDMLPlan, section_pcc
+from ._plan import TrainingDivergedError as TrainingDivergedError
 from ._trainer import (
     DivergenceCheck,
     FitResult,
@@ -16,7 +20,6 @@ __all__ = [
     "GeneDMLPlan",
     "HistoryCallback",
     "SpotDataModule",
-    "TrainingDivergedError",
     "build_trainer",
     "run_fit",
     "section_pcc",
