@@ -58,7 +58,8 @@ def _parameters(section: str, func) -> dict[str, tuple[str, Any]]:
         default = p.default if p.default is not p.empty else "(required)"
         if name in REQUIRED.get(src, ()):
             default = "(required)"
-        out[name] = (str(p.annotation) if p.annotation is not p.empty else "Any", default)
+        a = p.annotation
+        out[name] = ("Any" if a is p.empty else a.__name__ if isinstance(a, type) else str(a), default)
     if section == "fit":  # fit forwards TrainConfig fields
         from dataclasses import MISSING
 
@@ -110,25 +111,31 @@ def _allowed(annotation: str) -> tuple[tuple[type, ...], str] | None:
     return tuple(types), " or ".join(dict.fromkeys(names))
 
 
-def _check_type(where: str, value: Any, annotation: str) -> None:
+def _check_type(where: str, key: str, value: Any, annotation: str) -> None:
     allowed = _allowed(annotation)
     if allowed is None:
         return
     types, names = allowed
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if not ok:
-        raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}.")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{where}: `{key}` expects {names}, got {type(value).__name__} {shown}.")
 
 
-def _check_section(where: str, given: Any, params: dict[str, tuple[str, Any]]) -> None:
+def _check_section(where: str, section: str, given: Any, params: dict[str, tuple[str, Any]]) -> None:
     if given is None:
         return
     if not isinstance(given, dict):
-        raise ConfigError(f"{where}: must be a mapping of key: value, got {type(given).__name__} {given!r}.")
+        raise ConfigError(
+            f"{where}: section `{section}` must be a mapping of key: value, got {type(given).__name__} {given!r}."
+        )
     for key, value in given.items():
         if not isinstance(key, str) or key not in params:
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, params)}; valid keys: {sorted(params)}.")
-        _check_type(f"{where}.{key}", value, params[key][0])
+            raise ConfigError(
+                f"{where}: unknown key `{section}.{key}`{did_you_mean(key, params)}; "
+                f"valid keys of `{section}`: {sorted(params)}."
+            )
+        _check_type(where, f"{section}.{key}", value, params[key][0])
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -154,12 +161,14 @@ def read_yaml(path: Path) -> Any:
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config and check every section, key and value type (unknown keys → error)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"`--config`={str(path)!r}: no such file.")
+    if not path.is_file():
+        raise ConfigError(f"`--config`={str(path)!r}: not a file.")
     cfg = read_yaml(path)
     if cfg is None:
         cfg = {}
-    where = f"config {path.name!r}"
+    where = f"config {str(path)!r}"
     if not isinstance(cfg, dict):
         raise ConfigError(
             f"{where}: the top level must be a mapping of sections {list(SECTIONS)}, got {type(cfg).__name__}."
@@ -167,15 +176,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
     for sec in cfg:
         if not isinstance(sec, str) or sec not in SECTIONS:
             raise ConfigError(
-                f"{where}: unknown section {sec!r}{did_you_mean(sec, SECTIONS)}; valid sections: {list(SECTIONS)}."
+                f"{where}: unknown section `{sec}`{did_you_mean(sec, SECTIONS)}; valid sections: {list(SECTIONS)}."
             )
     api = _api()
     _check_data(where, cfg.get("data"), api)
     for sec in EXCLUDE:
-        _check_section(f"{where} section {sec!r}", cfg.get(sec), _parameters(sec, api[sec]))
+        _check_section(where, sec, cfg.get(sec), _parameters(sec, api[sec]))
     out = cfg.get("output")
     if out is not None and not isinstance(out, str):
-        raise ConfigError(f"{where} section 'output': expected a folder path (str), got {type(out).__name__}.")
+        raise ConfigError(f"{where}: `output` expects a folder path (str), got {type(out).__name__} {out!r}.")
     return cfg
 
 
@@ -184,19 +193,18 @@ def _check_data(where: str, data: Any, api: dict) -> None:
         return
     if not isinstance(data, dict) or len(data) != 1:
         raise ConfigError(
-            f"{where} section 'data': must hold exactly one source of {list(DATA_SOURCES)}, got {data!r}."
+            f"{where}: section `data` must hold exactly one source of {list(DATA_SOURCES)}, got {data!r}."
         )
     ((src, kw),) = data.items()
     if src not in DATA_SOURCES:
         raise ConfigError(
-            f"{where} section 'data': unknown source {src!r}{did_you_mean(src, DATA_SOURCES)}; "
-            f"must hold exactly one source of {list(DATA_SOURCES)}."
+            f"{where}: unknown data source `data.{src}`{did_you_mean(src, DATA_SOURCES)}; section `data` must hold "
+            f"exactly one source of {list(DATA_SOURCES)}."
         )
-    params = _parameters(f"data.{src}", api[src])
-    _check_section(f"{where} section 'data.{src}'", kw, params)
-    missing = [k for k in REQUIRED.get(src, ()) if k not in (kw or {})]
+    _check_section(where, f"data.{src}", kw, _parameters(f"data.{src}", api[src]))
+    missing = [f"data.{src}.{k}" for k in REQUIRED.get(src, ()) if k not in (kw or {})]
     if missing:
-        raise ConfigError(f"{where} section 'data.{src}': missing required key(s) {missing}.")
+        raise ConfigError(f"{where}: missing required key(s) {missing}.")
 
 
 def load_data(cfg: dict[str, Any], *, default: str = "synthetic"):

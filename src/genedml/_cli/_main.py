@@ -263,17 +263,21 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     args = _parser().parse_args(argv)
-    from ..encoders._weights import WeightsUnavailableError
-
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, WeightsUnavailableError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        sys.stderr.write(f"genedml {args.command}: error: {msg}\n")
-        return EXIT_USAGE
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as e:
+        return _error(args.command, e, EXIT_USAGE)
     except KeyboardInterrupt:
         sys.stderr.write(f"genedml {args.command}: interrupted; no output was half-written.\n")
         return 130
     except (RuntimeError, OSError, MemoryError) as e:
-        sys.stderr.write(f"genedml {args.command}: failed: {type(e).__name__}: {e}\n")
-        return EXIT_FAILURE
+        weights = sys.modules.get("genedml.encoders._weights")  # imported only by the commands that need torch
+        if weights is not None and isinstance(e, weights.WeightsUnavailableError):
+            return _error(args.command, e, EXIT_USAGE)
+        return _error(args.command, e, EXIT_FAILURE, prefix=f"failed: {type(e).__name__}: ")
+
+
+def _error(command: str, e: BaseException, code: int, *, prefix: str = "error: ") -> int:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+    sys.stderr.write(f"genedml {command}: {prefix}{msg}\n")
+    return code
