@@ -72,7 +72,10 @@ CONFIG_CASES = {
     "unknown section": ("fitt: {}\n", "unknown section `fitt` (did you mean 'fit'?)"),
     "unknown key": ("fit:\n  n_gene: 3\n", "unknown key `fit.n_gene` (did you mean 'n_genes'?)"),
     "unknown TrainConfig key": ("fit:\n  max_epoch: 3\n", "unknown key `fit.max_epoch` (did you mean 'max_epochs'?)"),
-    "unknown data source": ("data:\n  synthetc: {}\n", "unknown data source `data.synthetc` (did you mean 'synthetic'?)"),
+    "unknown data source": (
+        "data:\n  synthetc: {}\n",
+        "unknown data source `data.synthetc` (did you mean 'synthetic'?)",
+    ),
     "two data sources": ("data:\n  synthetic: {}\n  her2st: {}\n", "section `data` must hold exactly one source"),
     "unknown data key": (
         "data:\n  synthetic:\n    presett: tiny\n",

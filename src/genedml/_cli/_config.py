@@ -215,3 +215,46 @@ def load_data(cfg: dict[str, Any], *, default: str = "synthetic"):
     func = _api()[src]
     args = [kw.pop(k) for k in REQUIRED.get(src, ())]
     return func(*args, **kw)
+
+
+_YAML_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "bool": "true/false",
+    "str": "string",
+    "Path": "path",
+    "os.PathLike": "path",
+    "None": "null",
+    "dict": "mapping",
+    "Mapping": "mapping",
+    "list": "list",
+    "tuple": "list",
+    "Sequence": "list",
+}
+
+
+def _yaml_type(annotation: str) -> str:
+    names = [_YAML_TYPES.get(part.strip().split("[", 1)[0].strip()) for part in annotation.split("|")]
+    known = [n for n in dict.fromkeys(names) if n is not None]
+    return " or ".join(known) if known else "any (see the Python API)"
+
+
+def _yaml_value(value: Any) -> str:
+    import yaml
+
+    if isinstance(value, tuple):
+        value = list(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return text.removesuffix("...").strip()
+
+
+def schema_markdown() -> str:
+    """The YAML schema as Markdown tables (the docs' "Command line" page holds this text; a test compares them)."""
+    lines = []
+    for section, params in schema().items():
+        lines += [f"`{section}`", "", "| key | type | default |", "|---|---|---|"]
+        for key, (ann, default) in params.items():
+            shown = "required" if isinstance(default, str) and default == "(required)" else f"`{_yaml_value(default)}`"
+            lines.append(f"| `{key}` | {_yaml_type(ann)} | {shown} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -54,8 +54,8 @@ def spatial(
     its own, as in the Gene-DML paper's supplementary figure (it shows pattern, not level: a flat prediction looks
     as contrasted as the truth); ``scale="shared"`` puts the measured and the predicted map of a row on one scale
     (their joint min-max), so differences in level and range show. The colour bar says which. The title of the
-    predicted panel gives the Pearson correlation of the gene over that section's spots. Without measured values (an H&E-only
-    section) a row shows H&E and prediction only. Spots without a value are drawn grey.
+    predicted panel gives the Pearson correlation of the gene over that section's spots. Without measured values
+    (an H&E-only section) a row shows H&E and prediction only. Spots without a value are drawn grey.
 
     Parameters
     ----------
