@@ -84,11 +84,14 @@ def log_bar_class():
             return True
 
         def close(self):
-            if not self.disable and not self._done and self.n:
+            if self.disable:
+                return
+            if not self._done and self.n:
                 self._last_line = -float("inf")
                 self.display()
             self._done = True
-            super().close()
+            self.disable = True  # tqdm's own close would clear the line with "\r"
+            self._decr_instances(self)
 
     return LogBar
 

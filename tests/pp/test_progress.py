@@ -81,3 +81,15 @@ def test_progress_false_silences_everything(capsys):
     gd.tl.predict(sdata, model, progress=False)
     captured = capsys.readouterr()
     assert "embed" not in captured.err and "epoch" not in captured.err.lower() and captured.out == ""
+
+
+def test_cross_validate_shows_progress_inside_each_task(capsys):
+    sdata = gd.datasets.synthetic(preset="tiny")
+    gd.tl.cross_validate(
+        sdata, methods=["mean", "gene_dml"], n_genes=10, config="cpu", train_config={"max_epochs": 1, "batch_size": 32},
+        progress=True, **EMBED,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert any(ln.startswith("cross-validation") and "/4 " in ln for ln in err.splitlines()), err  # 2 methods × 2 folds
+    assert err.count("training: epoch 1/1") == 2, err  # gene_dml's epochs in each of the 2 folds
