@@ -72,10 +72,15 @@ def log_bar_class():
             kwargs["dynamic_ncols"] = False
             super().__init__(*args, **kwargs)
 
+        def set_description(self, desc=None, refresh=True):
+            self.desc = desc or ""  # tqdm appends ": ", which the line format already has
+            if refresh:
+                self.refresh()
+
         def display(self, msg=None, pos=None):
             now = time.monotonic()
-            if self._done or self.disable or now - self._last_line < LOG_INTERVAL_S:
-                return True
+            if self._done or self.disable or self.n == 0 or now - self._last_line < LOG_INTERVAL_S:
+                return True  # a line only once work was done, then every LOG_INTERVAL_S
             self._last_line = now
             line = (self.__str__() if msg is None else msg).strip()
             if line:
