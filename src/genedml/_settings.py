@@ -131,6 +131,54 @@ class Settings:
             raise ValueError(f"`progress_bar` must be a bool, got {value!r}.")
         self._progress_bar = value
 
+    def _cache_files(self) -> list[Path]:
+        """The files the feature cache wrote (``<2 hex>/<key>.npz`` and their parts), nothing else in the folder."""
+        root = self.cachedir
+        if not root.is_dir():
+            return []
+        return [*root.glob("[0-9a-f][0-9a-f]/*.npz"), *root.glob("[0-9a-f][0-9a-f]/parts/*.npz")]
+
+    def cache_info(self) -> dict:
+        """Folder, number of entries and size in bytes of the on-disk feature cache.
+
+        Returns
+        -------
+        ``{"path": Path, "entries": int, "parts": int, "bytes": int}``.
+
+        Examples
+        --------
+        >>> import genedml as gd
+        >>> sorted(gd.settings.cache_info())
+        ['bytes', 'entries', 'parts', 'path']
+        """
+        files = self._cache_files()
+        parts = sum(f.parent.name == "parts" for f in files)
+        size = sum(f.stat().st_size for f in files if f.is_file())
+        return {"path": self.cachedir, "entries": len(files) - parts, "parts": parts, "bytes": size}
+
+    def clear_cache(self) -> int:
+        """Delete every feature file in `cachedir` (only the cache's own ``.npz`` files); return the bytes freed.
+
+        Features are recomputed by the next :func:`genedml.pp.embed` / :func:`genedml.tl.fit` that needs them. From
+        the shell: ``genedml cache --clear``.
+
+        Examples
+        --------
+        >>> import genedml as gd
+        >>> gd.settings.clear_cache() >= 0
+        True
+        """
+        freed = 0
+        for f in self._cache_files():
+            freed += f.stat().st_size
+            f.unlink()
+        root = self.cachedir
+        subdirs = [*root.glob("[0-9a-f][0-9a-f]/parts"), *root.glob("[0-9a-f][0-9a-f]")] if root.is_dir() else []
+        for d in subdirs:  # parts folders first, then the two-letter folders, each only when empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        return freed
+
     def __repr__(self) -> str:
         names = ["verbosity", "datasetdir", "cachedir", "device", "num_workers", "seed", "progress_bar"]
         return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"

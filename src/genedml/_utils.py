@@ -27,17 +27,78 @@ def resolve_progress(progress: bool | None) -> bool:
     return settings.progress_bar if progress is None else bool(progress)
 
 
-def tqdm_class():
-    """The progress-bar class: notebook widgets when ipywidgets is installed, plain text otherwise.
+#: Seconds between two progress lines when the output is not a terminal.
+LOG_INTERVAL_S = 15.0
 
-    ``tqdm.auto`` in Jupyter without ipywidgets warns ("IProgress not found") on every bar; the text bar works there.
+
+def is_terminal() -> bool:
+    """Whether progress can redraw a bar: stderr is a terminal, or we run in a Jupyter kernel."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        return True
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def tqdm_class():
+    """The progress-bar class: a bar on a terminal or in Jupyter, plain periodic lines otherwise (a log file).
+
+    In Jupyter, notebook widgets when ipywidgets is installed; ``tqdm.auto`` without ipywidgets warns ("IProgress not
+    found") on every bar, and the text bar works there.
     """
+    if not is_terminal():
+        return log_bar_class()
     try:
         import ipywidgets  # noqa: F401
         from tqdm.auto import tqdm
     except ImportError:
         from tqdm.std import tqdm
     return tqdm
+
+
+def log_bar_class():
+    """A tqdm class that writes one plain line every `LOG_INTERVAL_S` seconds, and a last one at the end."""
+    import time
+
+    from tqdm.std import tqdm
+
+    class LogBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            self._last_line, self._done = -float("inf"), False
+            kwargs.setdefault(
+                "bar_format", "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed} elapsed, {remaining} left, {rate_fmt}]"
+            )
+            kwargs["dynamic_ncols"] = False
+            super().__init__(*args, **kwargs)
+
+        def set_description(self, desc=None, refresh=True):
+            self.desc = desc or ""  # tqdm appends ": ", which the line format already has
+            if refresh:
+                self.refresh()
+
+        def display(self, msg=None, pos=None):
+            now = time.monotonic()
+            if self._done or self.disable or self.n == 0 or now - self._last_line < LOG_INTERVAL_S:
+                return True  # a line only once work was done, then every LOG_INTERVAL_S
+            self._last_line = now
+            line = (self.__str__() if msg is None else msg).strip()
+            if line:
+                self.fp.write(line + "\n")
+                self.fp.flush()
+            return True
+
+        def close(self):
+            if self.disable:
+                return
+            if not self._done and self.n:
+                self._last_line = -float("inf")
+                self.display()
+            self._done = True
+            self.disable = True  # tqdm's own close would clear the line with "\r"
+            self._decr_instances(self)
+
+    return LogBar
 
 
 @contextmanager

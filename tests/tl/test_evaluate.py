@@ -124,7 +124,7 @@ def test_pcc_h_uses_the_recorded_validation_hpg_and_records_provenance(predicted
     assert ev["normalize"]["recipe"] == "paper" and ev["normalize"]["smooth"] is True
     assert ev["aggregate"] == "section"
     assert ev["genes"] == table.uns["genedml"][LAYER]["genes"] == model.genes_
-    pd.testing.assert_frame_equal(ev["per_section"].set_index("section"), scores)
+    pd.testing.assert_frame_equal(ev["per_section"].set_index("section"), scores, check_frame_type=False)
     obs = np.asarray(table.layers[Keys.observed(LAYER)], dtype=np.float64)
     pred = np.asarray(table.layers[LAYER], dtype=np.float64)
     h = table.var_names.get_indexer(hpg)
@@ -235,7 +235,7 @@ def test_nan_predictions_are_left_out_pairwise(predicted):
     table.layers[LAYER] = layer
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        scores = gd.tl.evaluate(sdata)
+        scores = gd.tl.evaluate(sdata, n_hpg=5)  # 5 of 20 genes: PCC(H) is defined
     assert (scores["n_spots"] == base["n_spots"]).all()  # no spot dropped for one bad gene
     assert (scores["n_nan_genes"] == 1).all()
     assert np.isnan(table.var[Keys.pcc(LAYER)].iloc[dead])
@@ -262,3 +262,29 @@ def test_bad_input_gives_clear_errors(trained, predicted):
     with pytest.raises(ValueError, match="`aggregate`"):
         gd.tl.evaluate(sdata, aggregate="genes")
     assert "evaluation" not in sdata["table"].uns["genedml"]  # a refused call writes nothing
+
+
+def test_pcc_h_is_na_when_every_gene_would_be_highly_predictive(predicted):
+    """20 genes ≤ n_hpg=50: PCC(H) would repeat PCC(A), so it is NaN (printed n/a) and the record says why."""
+    sdata, _ = predicted
+    scores = gd.tl.evaluate(sdata)
+    ev = sdata["table"].uns["genedml"]["evaluation"][LAYER]
+    assert scores["pcc_h"].isna().all() and np.isfinite(scores["pcc_a"]).all()
+    assert ev["hpg"] == [] and ev["hpg_source"].startswith("n/a: 20 genes evaluated ≤ n_hpg=50")
+    assert "PCC(H) n/a: 20 genes" in repr(scores)
+
+
+def test_scores_say_each_sections_role_and_print_compactly(predicted):
+    sdata, model = predicted
+    scores = gd.tl.evaluate(sdata, n_hpg=5)
+    roles = {s: "train" for s in model.fit_info_["train_sections"]} | {
+        s: "validation" for s in model.fit_info_["val_sections"]
+    }
+    assert scores["role"].to_dict() == {s: roles.get(s, "test") for s in scores.index}
+    text = repr(scores)
+    header = text.splitlines()[0].split()
+    assert header == ["role", "n_spots", "mse", "mae", "pcc_a", "pcc_h", "spearman"]  # the metrics, never "..."
+    assert "..." not in text.splitlines()[2] and "mean over sections: mse" in text
+    assert "PCC(H) over 5 genes (validation split (clean))" in text and "more columns: ccc" in text
+    assert type(scores[["mse"]]) is pd.DataFrame  # operations give plain frames
+    assert "role" in sdata["table"].uns["genedml"]["evaluation"][LAYER]["per_section"]

@@ -1,29 +1,35 @@
-"""Sub-commands of ``genedml``. Every step goes through the public API; outputs are written atomically."""
+"""Sub-commands of ``genedml``. Every step goes through the public API.
+
+Before any work a command checks its whole input: options, the YAML config (sections, keys, value types), that
+input files exist and that no output would be overwritten without ``--overwrite``. Outputs are written atomically
+(a temporary sibling renamed into place), so a failed or interrupted run never leaves a half-written file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["main"]
 
-DEMO_FIT = dict(
-    # The 200 most expressed of the 250 synthetic genes (the sparsest fail `min_frac_spots`): PCC(H) then scores the
-    # 50 most predictive of them, as in the paper (with only 50 genes it would equal PCC(A)).
-    n_genes=200,
-    encoder="mobilenetv3_small_100",
-    pretrained=False,
-    # One spot pitch (200 µm at 1 µm/px): neighbour tiles then coincide with neighbouring spots' windows and are
-    # encoded once, which keeps the demo within minutes on 2 CPU cores (the paper's default is 224 px).
-    target_px=200,
-    config="cpu",
-    max_epochs=20,
-    patience=5,
-    batch_size=32,
-    lr=1e-3,  # few spots, few steps: the paper's 1e-4 is tuned for ~10k spots × 200 epochs
-)
+DOCS = "see the 'Command line' page of the documentation for the YAML schema and example configs"
+EXIT_USAGE = 2  # bad option, config, input path or an output that exists (argparse uses 2 too)
+EXIT_FAILURE = 1  # the work itself failed (e.g. out of memory, disk full)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that states every option's default (or that it is required)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.default not in (None, False):
+            return f"{text} (default: %(default)s)"
+        return text
 
 
 def _out(msg: str) -> None:
@@ -31,118 +37,80 @@ def _out(msg: str) -> None:
     sys.stdout.flush()
 
 
-def _save_fig(fig, path: Path) -> None:
+def save_fig(fig, path: Path) -> None:
+    """Write a figure atomically."""
     from .._utils import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
-def _save_csv(df, path: Path) -> None:
+def save_csv(df, path: Path) -> None:
+    """Write a table atomically."""
     from .._utils import atomic_path
 
     with atomic_path(path, suffix=".csv") as tmp:
         df.to_csv(tmp)
 
 
+def check_outputs(option: str, paths: list[Path], *, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that exist (without ``--overwrite``) or that cannot be created."""
+    for p in paths:
+        for parent in p.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise FileExistsError(f"`{option}`: cannot write {str(p)!r}: {str(parent)!r} is not a folder.")
+                break
+    existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"`{option}`: {', '.join(repr(e) for e in existing)} already exist(s); pass --overwrite to replace "
+            "(or choose another output)."
+        )
+
+
+def check_input(option: str, path: str | None, *, kind: str = "file or folder") -> None:
+    """An input path given on the command line must exist."""
+    if path is not None and not Path(path).exists():
+        raise FileNotFoundError(f"`{option}`={path!r}: no such {kind}.")
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if getattr(args, "no_progress", False) else None
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
 def _demo(args: argparse.Namespace) -> int:
-    import genedml as gd
+    from ._demo import DEMO_OUTPUTS, run_demo
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    sdata = gd.datasets.synthetic(preset=args.preset, seed=args.seed)
-    gd.io.validate(sdata)
-    table = gd.io.get_table(sdata)
-    _out(
-        f"data: {len(gd.io.sections(sdata))} sections, {table.n_obs} spots, {table.n_vars} genes "
-        f"({time.perf_counter() - t0:.1f} s)"
-    )
-    qc = _qc(table)
-    _save_csv(qc, out / "qc.csv")
-    _save_fig(gd.pl.spots(sdata, color="auto"), out / "hne_spots.png")
-    kw = {**DEMO_FIT, "encoder": args.encoder, "max_epochs": args.epochs}
-    model = gd.tl.fit(sdata, **kw)
-    _out(
-        f"fit: {model.fit_info_['epochs_run']} epochs, best validation PCC {model.fit_info_['best_val_pcc']:.3f} "
-        f"({time.perf_counter() - t0:.1f} s)"
-    )
-    gd.tl.predict(sdata, model)
-    scores = gd.tl.evaluate(sdata)
-    _save_csv(scores, out / "evaluation.csv")
-    model.save(out / "model.pt", overwrite=True)
-    # The held-out (validation) sections and the genes predicted best there: the training sections would flatter it.
-    held = list(model.fit_info_["val_sections"])
-    genes = _best_genes(sdata, model, 2)
-    _save_fig(gd.pl.spatial(sdata, genes=genes, sections=held), out / "truth_vs_prediction.png")
-    _save_fig(gd.pl.history(model), out / "history.png")
-    _out("\nevaluation per section (normalised log10 units; PCC(H) on genes chosen on the validation split):")
-    _out(scores[["n_spots", "mse", "mae", "pcc_a", "pcc_h"]].round(3).to_string())
-    _out(_mean_predictor_line(sdata, model))
-    _out(f"\nwrote {sorted(p.name for p in out.iterdir())} to {out}/ in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
-def _mean_predictor_line(sdata, model) -> str:
-    import numpy as np
-
-    from .._keys import Keys
-
-    t = sdata["table"]
-    obs = np.asarray(t.layers[Keys.observed(Keys.predicted)])[:, t.var[Keys.var_flag(Keys.predicted)].to_numpy()]
-    pred = np.asarray(t.layers[Keys.predicted])[:, t.var[Keys.var_flag(Keys.predicted)].to_numpy()]
-    val = set(model.fit_info_["val_sections"])
-    sec = t.obs[Keys.section].astype(str).to_numpy()
-    held = np.isin(sec, list(val))
-    mean_mse = float(np.mean((obs[held] - obs[~held].mean(axis=0)) ** 2))
-    model_mse = float(np.mean((obs[held] - pred[held]) ** 2))
-    return f"held-out sections {sorted(val)}: model MSE {model_mse:.3f} vs training-mean predictor MSE {mean_mse:.3f}"
-
-
-def _best_genes(sdata, model, n: int) -> list[str]:
-    """The ``n`` genes with the highest PCC on the model's validation sections (its HPG order)."""
-    import numpy as np
-
-    from .._keys import Keys
-
-    hpg = model.fit_info_.get("hpg")
-    if hpg:
-        return [str(g) for g in hpg[:n]]
-    t = sdata["table"]
-    pcc = t.var[Keys.pcc(Keys.predicted)]
-    order = np.argsort(-np.nan_to_num(pcc.to_numpy(), nan=-2))
-    return [str(t.var_names[i]) for i in order[:n]]
-
-
-def _qc(table):
-    import numpy as np
-    import pandas as pd
-
-    from .._keys import Keys
-
-    counts = table.layers[Keys.counts]
-    lib = np.asarray(counts.sum(axis=1)).ravel()
-    genes = np.asarray((counts > 0).sum(axis=1)).ravel()
-    section = table.obs[Keys.section].astype(str).to_numpy()
-    df = pd.DataFrame({"section": section, "total_counts": lib, "n_genes": genes})
-    return df.groupby("section").agg(
-        spots=("total_counts", "size"), median_counts=("total_counts", "median"), median_genes=("n_genes", "median")
+    check_outputs("--out", [out / n for n in DEMO_OUTPUTS], overwrite=args.overwrite)
+    if args.epochs < 1:
+        raise ValueError(f"`--epochs` must be ≥ 1, got {args.epochs}.")
+    return run_demo(
+        out, preset=args.preset, encoder=args.encoder, epochs=args.epochs, seed=args.seed, progress=_progress(args)
     )
 
 
 def _fit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     import genedml as gd
 
     from ._config import load_config, load_data
 
     cfg = load_config(args.config)
-    out = Path(args.out or (cfg.get("output") or "genedml-out"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out or cfg.get("output") or "genedml-out")
+    check_outputs("--out", [out / "model.pt", out / "history.csv"], overwrite=args.overwrite)
     sdata = load_data(cfg)
-    model = gd.tl.fit(sdata, **(cfg.get("fit") or {}))
-    model.save(out / "model.pt", overwrite=args.overwrite)
-    _save_csv(__import__("pandas").DataFrame(model.history_), out / "history.csv")
-    _out(f"trained {model!r}; wrote {out / 'model.pt'}")
+    kw = {"progress": _progress(args), **(cfg.get("fit") or {})}
+    model = gd.tl.fit(sdata, **kw)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.pt", overwrite=True)  # checked above; atomic
+    save_csv(pd.DataFrame(model.history_), out / "history.csv")
+    _out(f"trained {model!r}; wrote {out / 'model.pt'} and {out / 'history.csv'}")
     return 0
 
 
@@ -152,9 +120,13 @@ def _predict(args: argparse.Namespace) -> int:
     from ._config import load_config, load_data
 
     cfg = load_config(args.config) if args.config else {}
-    sdata = gd.io.read_zarr(args.data) if args.data else load_data(cfg)
+    check_input("--model", args.model, kind="file")
+    check_input("--data", args.data, kind=".zarr store")
+    check_outputs("--out", [Path(args.out)], overwrite=args.overwrite)
     model = gd.models.GeneDML.load(args.model)
-    gd.tl.predict(sdata, model, **(cfg.get("predict") or {}))
+    sdata = gd.io.read_zarr(args.data) if args.data else load_data(cfg)
+    kw = {"progress": _progress(args), **(cfg.get("predict") or {})}
+    gd.tl.predict(sdata, model, **kw)
     gd.io.write_zarr(sdata, args.out, overwrite=args.overwrite)
     _out(f"predicted {len(model.genes_)} genes; wrote {args.out}")
     return 0
@@ -166,10 +138,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ._config import load_config
 
     cfg = load_config(args.config) if args.config else {}
+    check_input("--data", args.data, kind=".zarr store")
+    if args.out:
+        check_outputs("--out", [Path(args.out)], overwrite=args.overwrite)
     sdata = gd.io.read_zarr(args.data)
     scores = gd.tl.evaluate(sdata, **(cfg.get("evaluate") or {}))
     if args.out:
-        _save_csv(scores, Path(args.out))
+        save_csv(scores, Path(args.out))
     _out(scores.round(4).to_string())
     return 0
 
@@ -180,48 +155,105 @@ def _cv(args: argparse.Namespace) -> int:
     from ._config import load_config, load_data
 
     cfg = load_config(args.config)
-    out = Path(args.out or (cfg.get("output") or "genedml-cv"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out or cfg.get("output") or "genedml-cv")
+    check_outputs("--out", [out / "scores.csv", out / "summary.csv"], overwrite=args.overwrite)
     sdata = load_data(cfg)
-    kw = {"resume_dir": out / "folds", **(cfg.get("cv") or {})}
+    kw = {"resume_dir": out / "folds", "progress": _progress(args), **(cfg.get("cv") or {})}
     res = gd.tl.cross_validate(sdata, **kw)
-    _save_csv(res.scores, out / "scores.csv")
-    _save_csv(res.summary, out / "summary.csv")
+    save_csv(res.scores, out / "scores.csv")
+    save_csv(res.summary, out / "summary.csv")
     _out(res.table().to_string())
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    import genedml as gd
+
+    if args.clear:
+        freed = gd.settings.clear_cache()
+        _out(f"cleared the feature cache {gd.settings.cachedir} ({freed / 1e6:.1f} MB freed)")
+        return 0
+    info = gd.settings.cache_info()
+    _out(f"feature cache: {info['path']}\nentries: {info['entries']}\nsize: {info['bytes'] / 1e6:.1f} MB")
+    _out("clear it with `genedml cache --clear` (or gd.settings.clear_cache()); move it with GENEDML_CACHEDIR")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- parser
+
+
+def _sub(sub, name: str, func, help: str, epilog: str, *, progress: bool = True) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter, allow_abbrev=False)
+    p.set_defaults(func=func)
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genedml", description="Predict spatial gene expression from H&E (Gene-DML).")
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="read → fit → predict → evaluate → save on the built-in synthetic data")
-    d.add_argument("--out", default="demo", help="output folder (default: demo/)")
-    d.add_argument("--preset", default="small", help="synthetic dataset preset: tiny, small (default)")
-    d.add_argument("--encoder", default=DEMO_FIT["encoder"], help="timm encoder (random weights offline)")
+    from .._version import __version__
+    from ._demo import DEMO_FIT
+
+    p = argparse.ArgumentParser(
+        prog="genedml",
+        description="Predict spatial gene expression from H&E histology (Gene-DML).",
+        epilog=f"Run `genedml COMMAND --help` for a command's options; {DOCS}.",
+        formatter_class=_Formatter,
+        allow_abbrev=False,
+    )
+    p.add_argument("--version", action="version", version=f"genedml {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = _sub(
+        sub, "demo", _demo, "read → fit → predict → evaluate → save on built-in synthetic data (offline, ~1 min)",
+        "Three patients: one trains, one validates (early stopping and the genes shown), one is the untouched test "
+        "set shown in truth_vs_prediction.png.\nExample: genedml demo --out demo/",
+    )  # fmt: skip
+    d.add_argument("--out", default="demo", help="output folder")
+    d.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo in --out")
+    d.add_argument("--preset", default="small", choices=["tiny", "small"], help="synthetic dataset size")
+    d.add_argument("--encoder", default=DEMO_FIT["encoder"], help="timm encoder (random weights: offline)")
     d.add_argument("--epochs", type=int, default=DEMO_FIT["max_epochs"], help="maximum training epochs")
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_demo)
-    f = sub.add_parser("fit", help="fit a model from a YAML config (sections: data, fit, output)")
-    f.add_argument("--config", required=True)
-    f.add_argument("--out", default=None, help="output folder (default: config 'output')")
-    f.add_argument("--overwrite", action="store_true")
-    f.set_defaults(func=_fit)
-    pr = sub.add_parser("predict", help="predict with a saved model and write a .zarr")
-    pr.add_argument("--model", required=True)
-    pr.add_argument("--data", default=None, help=".zarr input (else the config's data section)")
-    pr.add_argument("--config", default=None)
-    pr.add_argument("--out", required=True, help="output .zarr")
-    pr.add_argument("--overwrite", action="store_true")
-    pr.set_defaults(func=_predict)
-    e = sub.add_parser("evaluate", help="score the predictions in a .zarr")
-    e.add_argument("--data", required=True)
-    e.add_argument("--config", default=None)
-    e.add_argument("--out", default=None, help="CSV of per-section scores")
-    e.set_defaults(func=_evaluate)
-    c = sub.add_parser("cv", help="grouped cross-validation from a YAML config (sections: data, cv, output)")
-    c.add_argument("--config", required=True)
-    c.add_argument("--out", default=None)
-    c.set_defaults(func=_cv)
+    d.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    f = _sub(
+        sub, "fit", _fit, "fit a model from a YAML config (sections: data, fit, output)",
+        f"Writes OUT/model.pt and OUT/history.csv.\nExample: genedml fit --config run.yaml --out run/\nYAML: {DOCS}.",
+    )  # fmt: skip
+    f.add_argument("--config", required=True, help="YAML run configuration")
+    f.add_argument("--out", default=None, help="output folder (default: the config's 'output', else genedml-out)")
+    f.add_argument("--overwrite", action="store_true", help="replace model.pt / history.csv if they exist")
+    pr = _sub(
+        sub, "predict", _predict, "predict with a saved model and write a .zarr (sections: data, predict)",
+        "Example: genedml predict --model run/model.pt --config run.yaml --out pred.zarr\n"
+        f"Without --data the config's data section is read. YAML: {DOCS}.",
+    )  # fmt: skip
+    pr.add_argument("--model", required=True, help="model file written by `genedml fit` (model.pt)")
+    pr.add_argument("--data", default=None, help=".zarr input (default: the config's data section)")
+    pr.add_argument("--config", default=None, help="YAML run configuration (data, predict)")
+    pr.add_argument("--out", required=True, help="output .zarr store")
+    pr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    e = _sub(
+        sub, "evaluate", _evaluate, "score the predictions in a .zarr, section by section (section: evaluate)",
+        f"Example: genedml evaluate --data pred.zarr --out scores.csv\nYAML: {DOCS}.", progress=False,
+    )  # fmt: skip
+    e.add_argument("--data", required=True, help=".zarr store with predictions (from `genedml predict`)")
+    e.add_argument("--config", default=None, help="YAML run configuration (evaluate)")
+    e.add_argument("--out", default=None, help="CSV of per-section scores (default: print only)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    c = _sub(
+        sub, "cv", _cv, "grouped cross-validation from a YAML config (sections: data, cv, output)",
+        "Writes OUT/scores.csv and OUT/summary.csv; finished folds are kept in OUT/folds/ and resumed.\n"
+        f"Example: genedml cv --config cv.yaml --out cv/\nYAML: {DOCS}.",
+    )  # fmt: skip
+    c.add_argument("--config", required=True, help="YAML run configuration")
+    c.add_argument("--out", default=None, help="output folder (default: the config's 'output', else genedml-cv)")
+    c.add_argument("--overwrite", action="store_true", help="replace scores.csv / summary.csv (folds are resumed)")
+    k = _sub(
+        sub, "cache", _cache, "show or clear the on-disk feature cache of gd.pp.embed",
+        "The cache lives in gd.settings.cachedir (environment variable GENEDML_CACHEDIR).", progress=False,
+    )  # fmt: skip
+    g = k.add_mutually_exclusive_group()
+    g.add_argument("--info", action="store_true", help="print its folder, entries and size (the default)")
+    g.add_argument("--clear", action="store_true", help="delete every cached feature file")
     return p
 
 
@@ -233,6 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
-        sys.stderr.write(f"genedml {args.command}: error: {e}\n")
-        return 2
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as e:
+        return _error(args.command, e, EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"genedml {args.command}: interrupted; no output was half-written.\n")
+        return 130
+    except (RuntimeError, OSError, MemoryError) as e:
+        weights = sys.modules.get("genedml.encoders._weights")  # imported only by the commands that need torch
+        if weights is not None and isinstance(e, weights.WeightsUnavailableError):
+            return _error(args.command, e, EXIT_USAGE)
+        return _error(args.command, e, EXIT_FAILURE, prefix=f"failed: {type(e).__name__}: ")
+
+
+def _error(command: str, e: BaseException, code: int, *, prefix: str = "error: ") -> int:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+    sys.stderr.write(f"genedml {command}: {prefix}{msg}\n")
+    return code

@@ -268,6 +268,37 @@ def _load_file(model: nn.Module, spec: EncoderSpec, path: Path) -> None:
     model.load_state_dict(sd, strict=True)
 
 
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (name lookup + TCP connect, ``timeout`` s in all), or ``None``."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as err:
+            result.append(f"{type(err).__name__}: {err}")
+
+    t = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no timeout of its own
+    t.start()
+    t.join(timeout)
+    if not result:
+        return f"the Hugging Face Hub ({host}) did not answer within {timeout:.0f} s (offline?)."
+    if result[0] is None:
+        return None
+    return f"the Hugging Face Hub ({host}) is unreachable ({result[0]}): this machine looks offline."
+
+
 def _from_pretrained(spec: EncoderSpec) -> tuple[nn.Module, str]:
     import timm
 
@@ -287,11 +318,15 @@ def _from_pretrained(spec: EncoderSpec) -> tuple[nn.Module, str]:
     if repo is None and not (cfg_dict and (cfg_dict.get("url") or cfg_dict.get("file"))):
         reason = f"timm has no pretrained weights for {spec.timm_name!r}."
         raise WeightsUnavailableError(missing_weights_message(spec.name, repo=None, url=None, reason=reason))
-    if repo is not None and hub_is_offline() and not hub_has_cached_weights(repo):
-        reason = f"HF_HUB_OFFLINE is set and {repo!r} is not in the local Hugging Face cache."
-        raise WeightsUnavailableError(
-            missing_weights_message(spec.name, repo=repo, url=spec.weights_url, reason=reason)
-        )
+    if repo is not None and not hub_has_cached_weights(repo):
+        if hub_is_offline():
+            reason = f"HF_HUB_OFFLINE is set and {repo!r} is not in the local Hugging Face cache."
+        else:  # one short probe instead of huggingface_hub's ~50 s of retries on a machine without internet
+            reason = hub_unreachable()
+        if reason is not None:
+            raise WeightsUnavailableError(
+                missing_weights_message(spec.name, repo=repo, url=spec.weights_url, reason=reason)
+            )
     try:
         model = timm.create_model(spec.timm_name, pretrained=True, num_classes=0, **_kwargs(spec))
     except Exception as err:

@@ -202,7 +202,7 @@ def predicted_vs_observed(
     u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
     obs_key = u.observed_key(layer) if observed is None else observed
     u.check_layer(table, obs_key, name="observed", hint=" Run `gd.tl.evaluate` first, or name a layer.")
-    gene = u.check_genes(table, gene, name="gene")[0]
+    gene = u.check_genes(table, gene, name="gene", layer=layer)[0]
     labels = u.section_labels(table)
     chosen = u.check_sections(labels, sections)
     x, y = u.column(table, obs_key, gene), u.column(table, layer, gene)

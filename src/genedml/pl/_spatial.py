@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._keys import Keys
-from .._validators import assert_positive_int
+from .._validators import assert_one_of, assert_positive_int
 from ..io._model import get_table, image_shape
 from ..metrics import pearson_per_gene
 from . import _utils as u
@@ -44,15 +44,18 @@ def spatial(
     table_key: str | None = None,
     max_px: int = 800,
     cmap: str = "viridis",
+    scale: str = "own",
     fig: Figure | None = None,
 ) -> Figure:
     """H&E, measured and predicted expression side by side, one row per gene and section.
 
     Each row shows the section's H&E, then the measured and the predicted expression of one gene drawn on the spots
-    (circles of their true size, over a faded H&E). Every map is min-max normalised to [0, 1] on its own, as in the
-    Gene-DML paper's supplementary figure, so one colour bar serves all panels; the title of the predicted panel
-    gives the Pearson correlation of the gene over that section's spots. Without measured values (an H&E-only
-    section) a row shows H&E and prediction only. Spots without a value are drawn grey.
+    (circles of their true size, over a faded H&E). With ``scale="own"`` every map is min-max normalised to [0, 1] on
+    its own, as in the Gene-DML paper's supplementary figure (it shows pattern, not level: a flat prediction looks
+    as contrasted as the truth); ``scale="shared"`` puts the measured and the predicted map of a row on one scale
+    (their joint min-max), so differences in level and range show. The colour bar says which. The title of the
+    predicted panel gives the Pearson correlation of the gene over that section's spots. Without measured values
+    (an H&E-only section) a row shows H&E and prediction only. Spots without a value are drawn grey.
 
     Parameters
     ----------
@@ -73,6 +76,8 @@ def spatial(
         About how many thumbnail pixels span the tissue (only this much of a lazy slide is read).
     cmap
         Matplotlib colour map of the expression maps.
+    scale
+        ``"own"`` (each panel scaled to its own range) or ``"shared"`` (measured and predicted of a row on one scale).
     fig
         Empty Figure to draw in; ``None`` makes one sized to the grid.
 
@@ -93,7 +98,8 @@ def spatial(
     """
     table = get_table(sdata, table_key=table_key)
     u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
-    genes = u.check_genes(table, genes)
+    assert_one_of(scale, ("own", "shared"), name="scale")
+    genes = u.check_genes(table, genes, layer=layer)
     obs_layer = _observed_layer(table, layer, observed)
     assert_positive_int(max_px, name="max_px")
     labels = u.section_labels(table)
@@ -103,8 +109,8 @@ def spatial(
     fig = u.new_figure(fig, _figsize(secs, len(genes) * len(secs), ncols))
     axes = fig.subplots(len(genes) * len(secs), ncols, squeeze=False)
     for i, (gene, sec) in enumerate((g, s) for g in genes for s in sections):
-        _draw_row(axes[i], table, gene, sec, secs[sec], layer, obs_layer, cmap)
-    _colorbar(fig, axes, cmap)
+        _draw_row(axes[i], table, gene, sec, secs[sec], layer, obs_layer, cmap, scale)
+    _colorbar(fig, axes, cmap, scale if obs_layer is not None else "own")
     return fig
 
 
@@ -144,16 +150,20 @@ def _figsize(secs: dict[str, _Section], nrows: int, ncols: int) -> tuple[float, 
     return _PANEL_IN * ncols + 1.0, (_PANEL_IN * aspect + 0.4) * nrows + 0.1
 
 
-def _draw_row(axes, table, gene: str, section: str, sec: _Section, layer: str, obs_layer: str | None, cmap) -> None:
+def _draw_row(axes, table, gene, section: str, sec: _Section, layer: str, obs_layer: str | None, cmap, scale) -> None:
     pred = u.column(table, layer, gene)[sec.rows]
     meas = u.column(table, obs_layer, gene)[sec.rows] if obs_layer is not None else None
+    lims = None
+    if scale == "shared" and meas is not None:
+        both = np.concatenate([meas, pred])
+        lims = (float(np.nanmin(both)), float(np.nanmax(both))) if np.isfinite(both).any() else None
     u.show_he(axes[0], sec.thumb, sec.extent, sec.box)
     axes[0].set_title("H&E", fontsize=10)
     axes[0].set_ylabel(section, fontsize=11)
     if meas is not None:
-        _draw_map(axes[1], sec, meas, cmap)
+        _draw_map(axes[1], sec, meas, cmap, lims)
         axes[1].set_title(f"{gene} measured" if np.isfinite(meas).any() else f"{gene} not measured", fontsize=10)
-    _draw_map(axes[-1], sec, pred, cmap)
+    _draw_map(axes[-1], sec, pred, cmap, lims)
     title = f"{gene} predicted"
     if meas is not None and np.isfinite(meas).any():
         r = float(pearson_per_gene(meas, pred)[0])
@@ -161,21 +171,23 @@ def _draw_row(axes, table, gene: str, section: str, sec: _Section, layer: str, o
     axes[-1].set_title(title, fontsize=10)
 
 
-def _draw_map(ax, sec: _Section, values: np.ndarray, cmap) -> None:
+def _draw_map(ax, sec: _Section, values: np.ndarray, cmap, lims: tuple[float, float] | None = None) -> None:
     import matplotlib as mpl
 
     u.show_he(ax, sec.thumb, sec.extent, sec.box, fade=_FADE)
     cm = mpl.colormaps[cmap].with_extremes(bad=_NA_COLOR)
     edges = [_NA_EDGE if not np.isfinite(v) else "none" for v in values]  # outline the spots without a value
-    u.add_circles(ax, sec.xy, sec.radius, u.normalise01(values), cmap=cm, edgecolors=edges, linewidths=0.8)
+    scaled = u.normalise01(values) if lims is None else u.normalise01(values, lims=lims)
+    u.add_circles(ax, sec.xy, sec.radius, scaled, cmap=cm, edgecolors=edges, linewidths=0.8)
 
 
-def _colorbar(fig, axes, cmap) -> None:
+def _colorbar(fig, axes, cmap, scale: str) -> None:
     import matplotlib as mpl
 
     sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0.0, 1.0), cmap=cmap)
     nrows = axes.shape[0]
     cb = fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=max(0.25, min(0.8, 1.6 / nrows)), aspect=20, pad=0.02)
-    cb.set_label("normalised expression", fontsize=9)
+    label = "each panel scaled to its own range" if scale == "own" else "measured & predicted on one scale per row"
+    cb.set_label(f"{label} (0 = min, 1 = max)", fontsize=9)
     cb.set_ticks([0.0, 0.5, 1.0])
     cb.ax.tick_params(labelsize=8)

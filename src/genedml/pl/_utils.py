@@ -47,15 +47,43 @@ def check_layer(table: ad.AnnData, layer: str, *, name: str = "layer", hint: str
         raise KeyError(f"`{name}`={layer!r} is not in table.layers (available: {sorted(table.layers.keys())}).{hint}")
 
 
-def check_genes(table: ad.AnnData, genes: str | list[str], *, name: str = "genes") -> list[str]:
-    """A list of genes that are all in ``table.var_names`` (``KeyError`` listing the unknown ones otherwise)."""
+def check_genes(
+    table: ad.AnnData, genes: str | list[str], *, name: str = "genes", layer: str | None = None
+) -> list[str]:
+    """A list of genes that are all in ``table.var_names`` (``KeyError`` listing the unknown ones otherwise).
+
+    With ``layer`` (a prediction layer flagged by ``var[f"genedml_{layer}"]``), every gene must have been predicted;
+    the error then says how many genes were and suggests the best-scoring ones.
+    """
     genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
     if not genes:
         raise ValueError(f"`{name}` is empty: name at least one gene.")
+    flag = Keys.var_flag(layer) if layer is not None else None
+    if flag is not None and flag in table.var:
+        predicted = table.var_names[table.var[flag].to_numpy(dtype=bool)]
+        missing = [g for g in genes if g not in predicted]
+        if missing:
+            raise KeyError(
+                f"`{name}`: {missing} not predicted in `layers[{layer!r}]`; {len(predicted)} genes were. "
+                f"Best-scoring: {best_genes(table, layer, 5)} (all: table.var_names[table.var[{flag!r}]])."
+            )
+        return genes
     missing = [g for g in genes if g not in table.var_names]
     if missing:
         raise KeyError(f"`{name}`: gene(s) {missing} not in the table's var_names (e.g. {list(table.var_names[:5])}).")
     return genes
+
+
+def best_genes(table: ad.AnnData, layer: str, n: int) -> list[str]:
+    """The ``n`` best predicted genes: by PCC from `gd.tl.evaluate`, else the model's validation ranking, else order."""
+    predicted = table.var_names[table.var[Keys.var_flag(layer)].to_numpy(dtype=bool)]
+    pcc_key = Keys.pcc(layer)
+    if pcc_key in table.var:
+        r = table.var.loc[predicted, pcc_key].to_numpy(dtype=np.float64)
+        order = np.argsort(-np.nan_to_num(r, nan=-np.inf), kind="stable")
+        return [str(predicted[i]) for i in order[:n]]
+    ranked = [str(g) for g in (table.uns.get(Keys.uns, {}).get(layer, {}).get("hpg") or []) if str(g) in predicted]
+    return (ranked or [str(g) for g in predicted])[:n]
 
 
 def column(table: ad.AnnData, layer: str | None, gene: str) -> np.ndarray:
@@ -193,13 +221,13 @@ def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     return ax
 
 
-def normalise01(v: np.ndarray) -> np.ndarray:
-    """Min-max scale the finite values of ``v`` to [0, 1] (a constant map becomes 0.5; NaN stays NaN)."""
+def normalise01(v: np.ndarray, *, lims: tuple[float, float] | None = None) -> np.ndarray:
+    """Min-max scale the finite values of ``v`` to [0, 1] (by ``lims`` if given; a constant map becomes 0.5)."""
     v = np.asarray(v, dtype=np.float64)
     finite = np.isfinite(v)
     if not finite.any():
         return v
-    lo, hi = float(v[finite].min()), float(v[finite].max())
+    lo, hi = (float(v[finite].min()), float(v[finite].max())) if lims is None else lims
     if hi <= lo:
         return np.where(finite, 0.5, np.nan)
     return (v - lo) / (hi - lo)

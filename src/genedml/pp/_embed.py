@@ -140,7 +140,11 @@ def embed(
 
     params = embed_params(opts, spec, enc, amp_dtype, weights, pretrained)
     out = FeatureWriter(table, enc, params, opts["scales"], store)
-    _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out)
+    from ._embed_run import count_windows
+
+    # the bar's total before any work: every window of every section (shrinks when a section is found cached)
+    counts = [count_windows(geos[s][2], scales=opts["scales"], variants=variants) for s in secs]
+    _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out, counts)
     out.finish()
 
 
@@ -282,7 +286,7 @@ def _inmemory_limit() -> int:
     return _images.INMEMORY_MAX_BYTES  # read at call time (benchmarks lower it to force lazy reading)
 
 
-def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: FeatureWriter) -> None:
+def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: FeatureWriter, counts) -> None:
     """Run the sections in order; with workers, the next section is planned (decoded) while one computes."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -291,7 +295,7 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
 
     # delay: a run served from the cache finishes before the bar would show, so it prints nothing
     bar = tqdm_class()(
-        total=0, unit="win", desc=f"embed {enc.identity}", disable=not resolve_progress(progress), delay=0.5
+        total=sum(counts), unit="win", desc=f"embed {enc.identity}", disable=not resolve_progress(progress), delay=0.5
     )
     ctx = RunContext(enc, store, opts["batch_size"], opts["num_workers"], amp_dtype, bar, _embed_run.CHUNK_WINDOWS)
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="genedml-plan") as pool:
@@ -303,7 +307,12 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
             ctx.stats["wait_s"] += time.perf_counter() - t0
             if prefetch and i + 1 < len(secs):
                 nxt = pool.submit(plan, secs[i + 1])
+            before = ctx.stats["windows"]
             out.add(task, run_section(ctx, task, scales=opts["scales"], variants=variants))
+            encoded = ctx.stats["windows"] - before
+            if encoded != counts[i]:  # entries or parts found in the cache: that work is not to be done
+                bar.total -= counts[i] - encoded
+                bar.refresh()
             task.loaded.clear()  # the section's arrays now live in the writer only
     st = ctx.stats
     logger.info(

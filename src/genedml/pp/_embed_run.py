@@ -116,9 +116,6 @@ def _run_pass(
                 out[k][rows[s:e]] = v
         else:
             todo.append((s, e))
-    if ctx.bar is not None:
-        ctx.bar.total = (ctx.bar.total or 0) + sum(e - s for s, e in todo)
-        ctx.bar.refresh()
     if todo:
         _encode_chunks(ctx, task, origins, rows, out, key, todo, variant=variant, input_px=input_px)
     return out
@@ -171,24 +168,50 @@ def _target(ctx: RunContext, task: SectionTask, *, variant: int, want_tokens: bo
     return _run_pass(ctx, task, origins[order], name="target", variant=variant, want_tokens=want_tokens, rows=order)
 
 
-def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray | None) -> dict[str, np.ndarray]:
-    geo, D = task.geometry, ctx.encoder.num_features
+def _neighbor_tiles(geo, *, with_target: bool):
+    """Distinct neighbour tiles of a section and which of them coincide with a target window.
+
+    Returns ``(nb, mask, uniq, inverse, hit, source)``: tile ``uniq[i]`` equals target window ``source[i]`` (an
+    index into the rows with ``mask[:, centre]``) where ``hit[i]``; only the others need encoding.
+    """
     nb = geo.neighbor_origins()
     mask = geo.neighbor_mask(nb)
     W = geo.level.shape[1]
     tile_keys = nb[mask][:, 0] * W + nb[mask][:, 1]
     uniq, inverse = np.unique(tile_keys, return_inverse=True)
-    feats = np.zeros((len(uniq), D), np.float32)
-    todo = np.ones(len(uniq), bool)
-    if target_pooled is not None:
+    hit = np.zeros(len(uniq), bool)
+    source = np.zeros(len(uniq), np.int64)
+    if with_target:
         inside = mask[:, GRID * GRID // 2]  # centre tile == target window
         t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
-        t_order = np.argsort(t_keys)
-        pos = np.searchsorted(t_keys[t_order], uniq)
-        pos_c = np.minimum(pos, max(len(t_keys) - 1, 0))
-        hit = (pos < len(t_keys)) & (t_keys[t_order][pos_c] == uniq) if len(t_keys) else np.zeros_like(todo)
-        feats[hit] = target_pooled[inside][t_order[pos_c[hit]]]
-        todo = ~hit
+        if len(t_keys):
+            t_order = np.argsort(t_keys)
+            pos = np.searchsorted(t_keys[t_order], uniq)
+            pos_c = np.minimum(pos, len(t_keys) - 1)
+            hit = (pos < len(t_keys)) & (t_keys[t_order][pos_c] == uniq)
+            source = t_order[pos_c]
+    return nb, mask, uniq, inverse, hit, source
+
+
+def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
+    """How many windows :func:`run_section` encodes for a section when nothing is cached (a progress total)."""
+    n = len(geo.origins)
+    passes = int("target" in scales or "global" in scales or "neighbor" in scales)
+    total = n * passes + (n * (variants - 1) if "target" in scales else 0)
+    if "neighbor" in scales:
+        total += int((~_neighbor_tiles(geo, with_target=True)[4]).sum())
+    return total
+
+
+def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray | None) -> dict[str, np.ndarray]:
+    geo, D = task.geometry, ctx.encoder.num_features
+    W = geo.level.shape[1]
+    nb, mask, uniq, inverse, hit, source = _neighbor_tiles(geo, with_target=target_pooled is not None)
+    feats = np.zeros((len(uniq), D), np.float32)
+    todo = ~hit
+    if target_pooled is not None:
+        inside = mask[:, GRID * GRID // 2]
+        feats[hit] = target_pooled[inside][source[hit]]
     if todo.any():
         jobs = np.stack([uniq[todo] // W, uniq[todo] % W], axis=1)  # already row-major (sorted keys)
         feats[todo] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]

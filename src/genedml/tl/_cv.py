@@ -228,6 +228,7 @@ def cross_validate(
     data_fp = _data_fingerprint(sdata, table) if resume is not None else None
     rows, models, per_gene, resid = [], {}, {}, {}
     bar = _bar(len(folds) * len(methods), progress)
+    inner = resolve_progress(progress)  # nested: each task's embedding and epochs under the task bar
     for f, (tr, te, label) in enumerate(folds):
         train_secs, test_secs = sorted(set(sec[tr])), sorted(set(sec[te]))
         for name in methods:
@@ -271,6 +272,7 @@ def cross_validate(
                     )
                 bar.update(1)
                 continue
+            bar.set_description(f"cross-validation: {name}, fold {f + 1}/{len(folds)}")  # epochs show below
             model = make_method(name, config=config, train_config=tc_m, **kw)
             model.setup(
                 sdata,
@@ -282,10 +284,10 @@ def cross_validate(
                 sections=train_secs,
                 val_sections=test_secs if protocol == "paper" else None,
                 table_key=table_key,
-                progress=False,
+                progress=inner,
             )
-            model.train(progress=False)
-            pred = model.predict(sdata, sections=test_secs, table_key=table_key, progress=False)
+            model.train(progress=inner)
+            pred = model.predict(sdata, sections=test_secs, table_key=table_key, progress=inner)
             test_rows = np.flatnonzero(np.isin(sec, test_secs))
             truth = pp.normalize(
                 sdata, genes=model.genes_, recipe=normalize, smooth=smooth, table_key=table_key, inplace=False

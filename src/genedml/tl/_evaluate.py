@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,40 @@ from ..io._model import get_table
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["evaluate"]
+__all__ = ["EvaluationFrame", "evaluate"]
+
+#: Columns of the compact view, in order (the frame holds more: ``ccc``, ``explained_variance``, ``n_nan_*``).
+_SHOWN = ("role", "n_spots", "mse", "mae", "pcc_a", "pcc_h", "spearman")
+
+
+class EvaluationFrame(pd.DataFrame):
+    """The per-section scores of `gd.tl.evaluate`: a DataFrame whose ``print`` is a compact summary.
+
+    ``repr``/``print`` show each section's role, spot count and the metrics rounded to 3 digits (``n/a`` where a
+    score is undefined), then the mean over sections and how PCC(H)'s genes were chosen; every column is still in
+    the frame (``scores.columns``, ``scores.to_string()``, ``scores.to_csv(...)``). Operations return plain DataFrames.
+    """
+
+    _metadata: ClassVar[list[str]] = ["note"]
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def __repr__(self) -> str:
+        shown = [c for c in _SHOWN if c in self.columns]
+        view = pd.DataFrame(self[shown]).copy()
+        for c in shown:
+            if c not in ("role", "n_spots"):
+                view[c] = [("n/a" if not np.isfinite(v) else f"{v:.3f}") for v in view[c].to_numpy(dtype=float)]
+        hidden = [c for c in self.columns if c not in shown]
+        lines = [view.to_string()]
+        note = getattr(self, "note", None)
+        if note:
+            lines.append(note)
+        if hidden:
+            lines.append(f"[{len(self)} sections; more columns: {', '.join(hidden)}]")
+        return "\n".join(lines)
 
 
 def evaluate(
@@ -67,10 +100,15 @@ def evaluate(
     table_key
         Spot table.
 
+    PCC(H) is ``NaN`` (shown ``n/a``) when no more than ``n_hpg`` genes are evaluated and ``hpg`` is not given:
+    the "highly predictive" genes would then be all genes and PCC(H) would merely repeat PCC(A).
+
     Returns
     -------
-    Per-section scores (index ``section``; columns ``n_spots``, ``mse``, ``mae``, ``pcc_a``, ``pcc_h``,
-    ``spearman``, ``n_nan_genes`` …).
+    Per-section scores, an ``EvaluationFrame`` (a DataFrame whose ``print`` is a compact summary; index ``section``;
+    columns ``n_spots``, ``mse``, ``mae``, ``pcc_a``, ``pcc_h``, …, ``spearman`` and ``role``: ``"train"``,
+    ``"validation"`` (early stopping, gene choice) or ``"test"`` for the model that predicted, ``"unknown"`` when
+    the predictions do not record it).
 
     Examples
     --------
@@ -121,7 +159,7 @@ def evaluate(
         inplace=False,
     ).astype(np.float64)
     hpg, source = _resolve_hpg(hpg, prov, genes, observed[rows], pred[rows], sec[rows], n_hpg)
-    res = metrics.evaluate_sections(observed[rows], pred[rows], sec[rows], genes=genes, hpg=hpg)
+    res = metrics.evaluate_sections(observed[rows], pred[rows], sec[rows], genes=genes, hpg=hpg or None)
     per_section = res.per_section.copy()
     per_section["spearman"] = [
         np.nanmean(sp) if np.isfinite(sp).any() else np.nan
@@ -131,10 +169,31 @@ def evaluate(
         )
     ]
     summary = metrics.aggregate_sections(per_section, weight=aggregate).iloc[0].to_dict()
+    per_section["role"] = _roles(per_section.index, prov)
     _write(table, layer, col, rows, observed, res.per_gene, per_section, summary, hpg, source, prov, norm, aggregate)
     if Keys.lower(layer) in table.layers and Keys.upper(layer) in table.layers:
         _write_intervals(table, layer, col, rows, sec, observed, pred, per_section, prov)
-    return per_section
+    out = EvaluationFrame(per_section)
+    out.note = _note(summary, hpg, source)
+    return out
+
+
+def _roles(sections, prov) -> list[str]:
+    """Each section's role for the model that predicted (from the fit record stored with the predictions)."""
+    fit = prov.get("fit") or {}
+    train = {str(s) for s in fit.get("train_sections", [])}
+    val = {str(s) for s in fit.get("val_sections", [])}
+    if not train:
+        return ["unknown"] * len(sections)
+    return ["train" if s in train else "validation" if s in val else "test" for s in map(str, sections)]
+
+
+def _note(summary: dict, hpg: list[str], source: str) -> str:
+    mean = ", ".join(
+        f"{k} {summary[k]:.3f}" for k in ("mse", "mae", "pcc_a", "pcc_h") if k in summary and np.isfinite(summary[k])
+    )
+    pcc_h = f"PCC(H) over {len(hpg)} genes ({source})" if hpg else f"PCC(H) {source}"
+    return f"mean over sections: {mean}\n{pcc_h}"
 
 
 def _write_intervals(table, layer, col, rows, sec, observed, pred, per_section, prov) -> None:
@@ -182,6 +241,8 @@ def _resolve_hpg(hpg, prov, genes, obs, pred, sec, n_hpg) -> tuple[list[str], st
     from .. import metrics
 
     k = min(n_hpg, len(genes))
+    if hpg is None and len(genes) <= n_hpg:
+        return [], f"n/a: {len(genes)} genes evaluated ≤ n_hpg={n_hpg}, so PCC(H) would repeat PCC(A)"
     if hpg is not None:
         missing = [g for g in hpg if g not in genes]
         if missing:

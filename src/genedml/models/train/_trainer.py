@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from ..._logging import logger
+from ..._utils import LOG_INTERVAL_S, is_terminal
 from .._train_config import TrainConfig
 from ._datamodule import SpotDataModule
 from ._plan import GeneDMLPlan, TrainingDivergedError, diverged_message
@@ -86,6 +87,39 @@ class DivergenceCheck(Callback):
         raise TrainingDivergedError(msg)
 
 
+class EpochLines(Callback):
+    """Progress as plain lines (for a log file): epoch, metrics, elapsed and estimated time left, every few seconds.
+
+    The estimate assumes ``max_epochs`` (early stopping can only shorten it) at the mean epoch time so far.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._t0 = self._last = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+        self._last = -float("inf")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import sys
+        import time
+
+        now, epoch, total = time.monotonic(), trainer.current_epoch + 1, trainer.max_epochs or 0
+        if now - self._last < self.interval_s and epoch < total:
+            return
+        self._last = now
+        per_epoch = (now - self._t0) / epoch
+        metrics = ", ".join(
+            f"{k} {float(v):.3f}" for k, v in sorted(trainer.callback_metrics.items()) if k in ("train_loss", "val_pcc")
+        )
+        left = f", at most ~{per_epoch * (total - epoch):.0f} s left" if total > epoch else ""
+        sys.stderr.write(f"training: epoch {epoch}/{total} ({metrics}); {now - self._t0:.0f} s elapsed{left}\n")
+        sys.stderr.flush()
+
+
 def _precision(tc: TrainConfig, accelerator: str) -> str:
     if tc.precision is not None:
         return tc.precision
@@ -112,8 +146,11 @@ def build_trainer(
         callbacks.append(ckpt)
         if tc.patience is not None:
             callbacks.append(EarlyStopping(monitor="val_pcc", mode="max", patience=tc.patience, check_finite=False))
-    if progress:
+    bar = progress and is_terminal()
+    if bar:
         callbacks.append(TQDMProgressBar(leave=False))
+    elif progress:  # output to a file or pipe: lines every few seconds, not a redrawn bar
+        callbacks.append(EpochLines(LOG_INTERVAL_S))
     kwargs = dict(
         accelerator=acc,
         devices=tc.devices,
@@ -124,7 +161,7 @@ def build_trainer(
         gradient_clip_val=tc.gradient_clip_val,
         callbacks=callbacks,
         logger=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         enable_checkpointing=has_val,
         deterministic=acc == "cpu",
