@@ -64,7 +64,7 @@ def test_nuclei_scale_with_um_per_px():
     f1 = morphology_features(img, um_per_px=1.0)[0]
     f2 = morphology_features(img, um_per_px=2.0)[0]
     assert f1[i["nuc_density"]] == pytest.approx(4 * f2[i["nuc_density"]], rel=0.01)
-    assert f2[i["nuc_area_mean"]] == pytest.approx(4 * f1[i["nuc_area_mean"]], rel=0.05)
+    assert f2[i["nuc_area_mean"]] == pytest.approx(4 * f1[i["nuc_area_mean"]], rel=0.15)  # smoothing is in µm
 
 
 def test_encoder_interface_and_registry():
