@@ -125,9 +125,11 @@ def format_table(df, split: str) -> str:
 
 
 def tasks(a) -> list[tuple[str, tuple, str, int]]:
-    """Every (split, encoder, method, seed), the headline rows first (Gene-DML, then ridge, then the rest), so that a
-    run cut short still answers the main question."""
-    order = {"gene_dml": 0, "ridge": 1}
+    """Every (split, encoder, method, seed), most informative first, so that a run cut short (``--report-only``
+    tabulates what finished) still answers the main questions: ridge everywhere (seconds), Gene-DML on the last
+    encoder (the combination, expected best) then on the others, the combination's further Gene-DML seeds, TRIPLEX on
+    the combination, then everything else."""
+    last = a.encoders_[-1][0]
     out = [
         (split, enc, m, s)
         for split in a.split_list
@@ -135,8 +137,21 @@ def tasks(a) -> list[tuple[str, tuple, str, int]]:
         for m in a.method_list
         for s in seeds_of(a, m)
     ]
-    encs = [e[0] for e in a.encoders_][::-1]  # the last encoder (a combination) is the expected best
-    out.sort(key=lambda t: (t[3] - a.seed, order.get(t[2], 2), encs.index(t[1][0]), t[0]))
+
+    def tier(t) -> tuple:
+        split, enc, m, s = t
+        k, best = s - a.seed, enc[0] == last
+        if m == "ridge":
+            rank = 0
+        elif m == "gene_dml":
+            rank = (1 if best else 2) if k == 0 else (3 if best else 6)
+        elif m == "triplex":
+            rank = (4 if best else 5) if k == 0 else 7
+        else:
+            rank = 8
+        return rank, k, a.split_list.index(split)
+
+    out.sort(key=tier)
     return out
 
 
