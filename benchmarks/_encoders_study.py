@@ -127,8 +127,8 @@ def format_table(df, split: str) -> str:
 def tasks(a) -> list[tuple[str, tuple, str, int]]:
     """Every (split, encoder, method, seed), most informative first, so that a run cut short (``--report-only``
     tabulates what finished) still answers the main questions: ridge everywhere (seconds), Gene-DML on the last
-    encoder (the combination, expected best) then on the others, the combination's further Gene-DML seeds, TRIPLEX on
-    the combination, then everything else."""
+    encoder (the combination, expected best) with all its seeds, Gene-DML's first seed on the first encoder (the
+    random-CNN reference) and on the others, TRIPLEX on the combination, then everything else."""
     last = a.encoders_[-1][0]
     out = [
         (split, enc, m, s)
@@ -141,14 +141,15 @@ def tasks(a) -> list[tuple[str, tuple, str, int]]:
     def tier(t) -> tuple:
         split, enc, m, s = t
         k, best = s - a.seed, enc[0] == last
+        first = enc[0] == a.encoders_[0][0]  # the reference (random CNN)
         if m == "ridge":
             rank = 0
         elif m == "gene_dml":
-            rank = (1 if best else 2) if k == 0 else (3 if best else 6)
+            rank = (1 if k == 0 else 2) if best else ((3 if first else 4) if k == 0 else 7)
         elif m == "triplex":
-            rank = (4 if best else 5) if k == 0 else 7
+            rank = (5 if best else 6) if k == 0 else 8
         else:
-            rank = 8
+            rank = 9
         return rank, k, a.split_list.index(split)
 
     out.sort(key=tier)
