@@ -186,7 +186,7 @@ def predict(
     True
     >>> gd.tl.predict(sdata, model, smooth=True, key_added="predicted_smooth")
     >>> sdata["table"].uns["genedml"]["predicted_smooth"]["smooth"]["grid"]
-    {'s0': 'square', 's1': 'square'}
+    {'S1': 'square', 'S2': 'square'}
     """
     if copy:
         from spatialdata import deepcopy
