@@ -128,7 +128,8 @@ def tasks(a) -> list[tuple[str, tuple, str, int]]:
     """Every (split, encoder, method, seed), most informative first, so that a run cut short (``--report-only``
     tabulates what finished) still answers the main questions: ridge everywhere (seconds), Gene-DML on the last
     encoder (the combination, expected best) with all its seeds, Gene-DML's first seed on the first encoder (the
-    random-CNN reference) and on the others, TRIPLEX on the combination, then everything else."""
+    random-CNN reference) and on the others, the others' further seeds (but the reference's), TRIPLEX on the
+    combination, then everything else."""
     last = a.encoders_[-1][0]
     out = [
         (split, enc, m, s)
@@ -145,7 +146,7 @@ def tasks(a) -> list[tuple[str, tuple, str, int]]:
         if m == "ridge":
             rank = 0
         elif m == "gene_dml":
-            rank = (1 if k == 0 else 2) if best else ((3 if first else 4) if k == 0 else 7)
+            rank = (1 if k == 0 else 2) if best else ((3 if first else 4) if k == 0 else (7 if first else 4.5))
         elif m == "triplex":
             rank = (5 if best else 6) if k == 0 else 8
         else:
