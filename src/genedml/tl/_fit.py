@@ -46,8 +46,9 @@ def fit(
 
     Steps: gene selection (top ``n_genes`` by mean raw count over training spots, as TRIPLEX; or ``panel``/``genes``),
     the normalisation recipe with 3×3 grid smoothing, target/neighbour/global windows embedded by a frozen
-    ``encoder`` (cached on disk), then training with early stopping on a validation split grouped by patient
-    (``protocol="clean"``; see `genedml.models.TrainConfig`).
+    ``encoder`` (cached on disk), then training with early stopping on an inner validation split of the training
+    data (``protocol="clean"``: whole patients in cohorts of ≥ 5, otherwise sections or spatial blocks of every
+    patient; `genedml.dataloaders.inner_validation_split`, `genedml.models.TrainConfig`).
 
     Parameters
     ----------
