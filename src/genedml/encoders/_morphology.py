@@ -12,8 +12,9 @@ smoothing and nucleus sizes are set in µm. Features are grouped as follows (``F
 * texture: GLCM contrast, homogeneity, energy and correlation of the 16-level grey image, averaged over 4 angles, at
   2, 4 and 8 µm (12); uniform rotation-invariant LBP histogram (8 neighbours, 10 bins) (10);
 * nuclei, from the Gaussian-smoothed haematoxylin density thresholded per window (Otsu, floored): density per
-  10,000 µm² (local maxima at least ~4 µm apart, so touching nuclei count one by one), covered fraction, mean and s.d. of nucleus area (µm²), mean eccentricity, mean H density inside
-  nuclei, share of large (> 60 µm²) nuclei (7).
+  10,000 µm² (local maxima at least ~4 µm apart, so touching nuclei count one by one), covered fraction, mean
+  and s.d. of nucleus area (µm²), mean eccentricity, mean H density inside nuclei, share of large (> 60 µm²)
+  nuclei (7).
 """
 
 from __future__ import annotations
