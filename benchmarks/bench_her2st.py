@@ -42,6 +42,7 @@ import time
 import warnings
 from pathlib import Path
 
+import _encoders_study as study
 from _common import HER2ST, REPO, SECTIONS, read_her2st, set_threads
 
 BASELINE_ROWS = ("triplex", "mean", "ridge", "bleep", "stnet")
@@ -92,6 +93,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per worker (default 1)")
     g.add_argument("--n-perm", type=int, default=100, help="shuffles of the PCC(H) permutation null (0: skip)")
     g.add_argument("--seed", type=int, default=2021)
+    g = p.add_argument_group("offline study (issue 12): encoders × methods × seeds, raw and smoothed predictions")
+    g.add_argument("--study", action="store_true", help="run the study instead of the method/ablation tables")
+    g.add_argument("--encoders", default="resnet18,morphology,morphology+resnet18", help="study encoders")
+    g.add_argument("--ssl-weights", type=Path, default=None,
+                   help="SSL-adapted ResNet18 weights: adds ssl-resnet18 and morphology+ssl-resnet18 rows")  # fmt: skip
+    g.add_argument("--seeds", type=int, default=3, help="seeds of the neural methods (default 3)")
+    g.add_argument("--no-smooth", action="store_true", help="study: no smoothed-prediction rows")
+    g.add_argument("--report-only", action="store_true", help="study: tabulate the finished tasks, train nothing")
     return p.parse_args(argv)
 
 
@@ -191,16 +200,24 @@ def _sdata(split: str):
     return _STATE[split]
 
 
-def _cv(a, split: str, methods: list[str], *, sdata=None):
-    """``cross_validate`` of ``methods`` on ``split`` with the shared settings (resumes finished folds)."""
+def _cv(a, split: str, methods: list[str], *, sdata=None, enc=None, seed=None):
+    """``cross_validate`` of ``methods`` on ``split`` with the shared settings (resumes finished folds).
+
+    ``enc`` = ``(label, encoder, weights)`` and ``seed`` select a study run (its own resume folder).
+    """
     import genedml as gd
     from genedml.models import GeneDMLConfig
 
     win = {"target_um": a.target_um_}
     kwargs = {m: dict(win) for m in methods}
     tc = a.train_config
+    label, encoder, weights = enc if enc is not None else (None, a.encoder, None)
+    seed = a.seed if seed is None else seed
+    resume = a.out / "resume" / split if enc is None else study.resume_dir(a, split, label, seed)
     if "ridge" in kwargs:
         kwargs["ridge"]["alpha"] = "cv"
+        if enc is not None:  # features of mixed units (morphology): z-score them, for every encoder alike
+            kwargs["ridge"]["standardize"] = True
     if "stnet" in kwargs:
         kwargs["stnet"].update(
             backbone=a.stnet_backbone,
@@ -215,15 +232,16 @@ def _cv(a, split: str, methods: list[str], *, sdata=None):
         protocol="clean",
         panel=a.panel_,
         n_genes=a.n_genes,
-        encoder=a.encoder,
+        encoder=encoder,
         pretrained=a.pretrained,
+        weights=weights,
         target_px=a.target_px,
         config=GeneDMLConfig.preset(a.config, **a.overrides),
         train_config=tc,
         method_kwargs=kwargs,
         keep_models=True,
-        resume_dir=a.out / "resume" / split,
-        seed=a.seed,
+        resume_dir=resume,
+        seed=seed,
         progress=False,
     )
 
@@ -424,9 +442,63 @@ def run_all(a, log) -> None:
         f"{a.jobs} worker(s); task times (s): " + ", ".join(f"{s}/{m} {dt:.0f}" for s, m, dt in done))  # fmt: skip
 
 
+def study_task(task) -> tuple:
+    """One offline-study task in a worker (see `_encoders_study`)."""
+    return task, study.run_task(_STATE["a"], task, _cv, _sdata)
+
+
+def run_study(a, log) -> None:
+    """Features of every study encoder, then the (split, encoder, method, seed) queue, headline rows first."""
+    t0 = time.perf_counter()
+    for enc in a.encoders_:
+        log(f"features {enc[0]}: {study.embed_encoder(a, enc):.0f} s (read_st + gd.pp.embed, cached after)")
+    queue = study.tasks(a)
+    t1 = time.perf_counter()
+
+    def record(task, dt) -> None:
+        split, enc, m, seed = task
+        print(f"  done {split:<8} {enc[0]:<24} {m:<10} seed {seed}  {dt:6.0f} s  ({time.perf_counter() - t1:.0f} s)",
+              flush=True)  # fmt: skip
+
+    if a.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(a.jobs, mp_context=ctx, initializer=_init_worker, initargs=(a,)) as ex:
+            for task, dt in ex.map(study_task, queue):
+                record(task, dt)
+    else:
+        for task in queue:
+            record(*study_task(task))
+    log(f"features {t1 - t0:.0f} s; {len(queue)} study tasks {time.perf_counter() - t1:.0f} s wall")
+
+
+def report_study(a, log) -> None:
+    import pandas as pd
+
+    study._SPLIT_SECTIONS.update({k: v[1] for k, v in SPLITS.items()})
+    df = study.study_table(study.collect(a, _cv))
+    _write_csv(df, a.out / "study.csv", index=False)
+    for split in a.split_list:
+        log(f"\n=== {SPLITS[split][2]}: encoders × methods, raw and smoothed predictions ===\n"
+            f"{study.format_table(df, split)}")  # fmt: skip
+    for line in study.goals(df):
+        log(line)
+    del pd
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     _prepare(a)
+    if a.study:
+        if a.methods == parse_args([]).methods:
+            a.method_list = ["gene_dml", "ridge", "triplex"]
+        a.ablation_list = []
+        a.all_methods = list(a.method_list)
+        a.encoders_ = study.encoder_list(a)
+        if a.report_only and a.no_smooth:
+            raise SystemExit("--report-only recognises finished tasks by their smoothed scores: drop --no-smooth")
     _init_worker(a)  # this process runs tasks too when --jobs 1
     from genedml.models import METHODS, GeneDMLConfig
 
@@ -454,7 +526,8 @@ def main(argv=None) -> int:
         f"command: python {' '.join(sys.argv)}",
         f"machine: {platform.node()}, {os.cpu_count()} cores; {a.jobs} worker process(es) × {a.threads} thread(s) "
         f"(torch, OMP/OPENBLAS/MKL); load average at start {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f}",
-        f"encoder: {a.encoder}, {'pretrained' if a.pretrained else 'RANDOM init (seeded; no weights offline)'}; "
+        f"encoder: {', '.join(e[0] for e in a.encoders_) if a.study else a.encoder}, "
+        f"{'pretrained' if a.pretrained else 'RANDOM init (seeded; no weights offline)'}; "
         f"window {a.target_um} µm → {a.target_px} px; target tokens, 5×5 neighbour tiles, global = pooled targets",
         f"Gene-DML: preset {a.config!r}{' + ' + json.dumps(a.overrides) if a.overrides else ''} (dim {c.dim}, "
         f"trunk {c.trunk_dim}, global depth {c.global_depth}, K {c.K}, λ {c.lam}, τ {c.tau}, τ_IG {c.tau_ig})",
@@ -464,8 +537,16 @@ def main(argv=None) -> int:
         "'paper' recipe (log10(1 + x·median/total)) with 3×3 smoothing; protocol 'clean'",
     ):
         log(h)
-    run_all(a, log)
-    verdicts = {s: report_split(a, s, log) for s in a.split_list}
+    if a.study:
+        log(f"study: methods {a.method_list}, {a.seeds} seed(s) for neural methods from --seed {a.seed}, "
+            f"smoothed rows {'off' if a.no_smooth else 'on'}; ridge z-scores its features")  # fmt: skip
+        if not a.report_only:
+            run_study(a, log)
+        report_study(a, log)
+        verdicts = {}
+    else:
+        run_all(a, log)
+        verdicts = {s: report_split(a, s, log) for s in a.split_list}
     load1 = os.getloadavg()
     log(f"\nwall time {(time.perf_counter() - wall0) / 60:.1f} min; load average at end {load1[0]:.1f} {load1[1]:.1f} "
         f"{load1[2]:.1f}")  # fmt: skip

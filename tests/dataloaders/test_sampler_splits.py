@@ -64,12 +64,54 @@ def test_leave_one_group_out_and_kfold_have_no_overlap():
 
 
 def test_inner_validation_levels():
-    tr, va, level = inner_validation_split(np.array(list("PPQQ")), np.array(list("abcd")), seed=0)
-    assert level == "patient" and len(set(np.array(list("PPQQ"))[va])) == 1
-    tr, va, level = inner_validation_split(np.array(list("PPPP")), np.array(list("aabb")), seed=0)
-    assert level == "section" and not set(np.array(list("aabb"))[tr]) & set(np.array(list("aabb"))[va])
+    # many patients: whole patients (round(0.2 · 5) = 1)
+    pats = np.repeat(list("PQRST"), 2)
+    tr, va, level = inner_validation_split(pats, np.arange(10).astype(str), seed=0)
+    assert level == "patient" and len(set(pats[va])) == 1 and not set(pats[tr]) & set(pats[va])
+    # few patients with several sections: a section of every patient, never all of one patient's sections
+    pats, secs = np.array(list("PPPPQQ")), np.array(list("aabbcd"))
+    tr, va, level = inner_validation_split(pats, secs, seed=0)
+    assert level == "section" and set(pats[va]) == {"P", "Q"} and set(pats[tr]) == {"P", "Q"}
+    assert not set(secs[tr]) & set(secs[va])
+    # one section: a random share of spots without coordinates (the documented last resort)
     tr, va, level = inner_validation_split(np.array(["P"] * 10), np.array(["a"] * 10), seed=0, val_fraction=0.3)
     assert level == "spot" and len(va) == 3 and not set(tr) & set(va)
+
+
+def test_inner_validation_keeps_both_patients_of_a_two_patient_cohort():
+    """The shared HER2ST layout: one patient with one section (B4), one with four (C2–C5). Every seed trains on
+    both patients (the old rule trained on B4 alone or on C alone) and validates on both."""
+    rng = np.random.default_rng(0)
+    sizes = {"B4": 280, "C2": 170, "C3": 180, "C4": 190, "C5": 190}
+    secs = np.concatenate([[s] * n for s, n in sizes.items()])
+    pats = np.array([s[0] for s in secs])
+    coords = np.concatenate([np.stack([rng.permutation(n) // 20, rng.permutation(n) % 20], 1) for n in sizes.values()])
+    b4 = secs == "B4"
+    side = 17
+    coords[b4] = np.stack(np.divmod(np.arange(b4.sum()), side), 1)  # a contiguous grid
+    for seed in range(6):
+        tr, va, level = inner_validation_split(pats, secs, seed=seed, coords=coords)
+        assert level == "section+block"
+        assert set(pats[tr]) == {"B", "C"} and set(pats[va]) == {"B", "C"}
+        held_c = set(secs[va]) - {"B4"}
+        assert len(held_c) == 1 and not held_c & set(secs[tr])  # one whole C section
+        vb = va[secs[va] == "B4"]
+        assert abs(len(vb) - 0.2 * b4.sum()) <= 1
+        # the block is contiguous (its spots lie within a disc) and a one-step buffer separates it from training
+        c_val = coords[vb]
+        tb = tr[secs[tr] == "B4"]
+        gap = np.abs(coords[tb][:, None, :] - c_val[None, :, :])
+        assert not ((gap[..., 0] <= 1) & (gap[..., 1] <= 1)).any()
+        assert len(tr) + len(va) < len(secs)  # the buffer is in neither set
+        spread = np.ptp(c_val, axis=0)
+        assert spread.max() <= 2 * np.sqrt(len(vb)) + 2
+
+
+def test_inner_validation_errors():
+    with pytest.raises(ValueError, match="coords"):
+        inner_validation_split(np.array(list("PP")), np.array(list("ab")), coords=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="val_fraction"):
+        inner_validation_split(np.array(list("PP")), np.array(list("ab")), val_fraction=1.0)
 
 
 def _data(n_per=(5, 4), T=3, D=6, G=2, variants=False):

@@ -1,12 +1,15 @@
 """Frozen image encoders through timm: ``gd.encoders`` (imports torch and timm; loaded lazily by ``genedml``)."""
 
 from ._encoder import Encoder, create_encoder, resolve_device
+from ._feature_encoders import ConcatEncoder, MorphologyEncoder
 from ._registry import EncoderSpec, list_encoders, register_encoder
 from ._weights import WeightsUnavailableError, convert_ciga_state_dict
 
 __all__ = [
+    "ConcatEncoder",
     "Encoder",
     "EncoderSpec",
+    "MorphologyEncoder",
     "WeightsUnavailableError",
     "convert_ciga_state_dict",
     "create_encoder",

@@ -362,7 +362,10 @@ def create_encoder(
 
     Returns
     -------
-    The frozen encoder, in eval mode on ``device``.
+    The frozen encoder, in eval mode on ``device``. ``"morphology"`` gives a
+    :class:`~genedml.encoders.MorphologyEncoder` (handcrafted features, no weights) and ``"a+b"`` (e.g.
+    ``"morphology+resnet18"``) a :class:`~genedml.encoders.ConcatEncoder` of the named parts; ``pretrained`` and
+    ``weights`` then apply to the one part that has weights.
 
     Raises
     ------
@@ -378,7 +381,11 @@ def create_encoder(
     >>> enc.forward_pooled(torch.zeros(2, 3, 64, 64)).shape
     torch.Size([2, 96])
     """
+    if isinstance(name_or_spec, str) and "+" in name_or_spec:
+        return _create_combined(name_or_spec, pretrained=pretrained, weights=weights, device=device)
     spec = _resolve_spec(name_or_spec)
+    if spec.timm_name.startswith("genedml:"):
+        return _create_builtin(spec, pretrained=pretrained, weights=weights, device=device)
     if not isinstance(pretrained, bool):
         raise ValueError(f"`pretrained` must be a bool, got {pretrained!r}.")
     dev = resolve_device(device)
@@ -399,3 +406,42 @@ def create_encoder(
         model = _build_architecture(spec)
         weights_hash = state_dict_sha256(model.state_dict())
     return Encoder(model, identity=spec.name, weights_hash=weights_hash, spec=spec).to(dev)
+
+
+def _create_builtin(spec: EncoderSpec, *, pretrained: bool, weights, device) -> nn.Module:
+    """Encoders genedml computes itself (``timm_name`` ``"genedml:<kind>"``)."""
+    from ._feature_encoders import MorphologyEncoder
+
+    if spec.timm_name != "genedml:morphology":
+        raise ValueError(f"`encoder`={spec.name!r}: unknown built-in kind {spec.timm_name!r}.")
+    if weights is not None:
+        raise ValueError(f"`weights` was given but encoder {spec.name!r} has no weights (handcrafted features).")
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"`pretrained` must be a bool, got {pretrained!r}.")
+    enc = MorphologyEncoder(**spec.kwargs)
+    enc.identity = spec.name
+    return enc.to(resolve_device(device))
+
+
+def _create_combined(name: str, *, pretrained: bool, weights, device) -> nn.Module:
+    """``"a+b+…"`` → the parts' features concatenated; ``weights`` go to the one part that has weights."""
+    from ._feature_encoders import ConcatEncoder, MorphologyEncoder
+
+    names = name.split("+")
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise ValueError(
+            f"`encoder`={name!r}: a combination is 'a+b' with distinct, non-empty encoder names "
+            "(e.g. 'morphology+resnet18')."
+        )
+    specs = [_resolve_spec(n) for n in names]
+    learned = [s.name for s in specs if not s.timm_name.startswith("genedml:")]
+    if weights is not None and len(learned) != 1:
+        raise ValueError(
+            f"`weights` of `encoder`={name!r} is ambiguous: it applies to the one part with weights, and this "
+            f"combination has {len(learned)} ({learned})."
+        )
+    parts = [create_encoder(s, pretrained=pretrained, weights=weights if s.name in learned else None, device=device)
+             for s in specs]  # fmt: skip
+    if sum(isinstance(p, MorphologyEncoder) for p in parts) > 1:
+        raise ValueError(f"`encoder`={name!r} names the morphology encoder twice.")
+    return ConcatEncoder(parts).to(resolve_device(device))

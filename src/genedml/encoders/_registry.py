@@ -191,6 +191,11 @@ def _builtin() -> None:
         ),
         doc="Ciga et al. self-supervised histopathology ResNet18 (TRIPLEX's backbone, 512-d)",
     )
+    register_encoder(
+        "morphology",
+        "genedml:morphology",
+        doc="handcrafted colour/stain/texture/nuclei features (63-d, no weights; tokens = 2×2 sub-tiles)",
+    )
     register_encoder("test_vit", "test_vit", dynamic_img_size=True, doc="timm's tiny test ViT (tests only)")
     register_encoder("test_resnet", "test_resnet", doc="timm's tiny test ResNet (tests only)")
 

@@ -152,8 +152,10 @@ class SpotModel:
         sections
             Training sections (``None``: all but ``val_sections``).
         val_sections
-            Sections for early stopping. ``None`` under ``protocol="clean"``: an inner split grouped by patient
-            (by section with one patient). Under ``protocol="paper"`` these are the evaluated sections (optimistic).
+            Sections for early stopping. ``None`` under ``protocol="clean"``: an inner split of the training data
+            (`genedml.dataloaders.inner_validation_split`: whole patients when there are ≥ 5, otherwise sections of
+            every multi-section patient and a spatial block of every single-section patient). Under
+            ``protocol="paper"`` these are the evaluated sections (optimistic).
         table_key
             Spot table.
         progress
@@ -180,6 +182,7 @@ class SpotModel:
                 sec_col[train_rows],
                 seed=self.train_config.seed,
                 val_fraction=self.train_config.val_fraction,
+                coords=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[train_rows],
             )
             train_rows, val_rows = train_rows[tr], train_rows[va]
         if level == "spot":

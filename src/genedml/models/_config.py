@@ -97,6 +97,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "gene_mlp_dim": 256,
         "head_hidden": (256, 128),
         "K": 8,
+        # no dropout inside the transformers: on a CPU it costs ~1/6 of a training step (the random masks of
+        # every attention and MLP activation), and early stopping regularises this small network
+        "neighbor_dropout": 0.0,
+        "global_dropout": 0.0,
+        "fusion_dropout": 0.0,
     },
 }
 

@@ -99,6 +99,8 @@ def _run_pass(
     m = len(origins)
     rows = np.arange(m) if rows is None else rows
     input_px = enc.input_px(geo.out_px)
+    if hasattr(enc, "set_um_per_px"):  # encoders that measure in µm (morphology) learn the window's scale
+        enc.set_um_per_px(geo.out_mpp)
     D = enc.num_features
     out = {"pooled": np.zeros((m, D), np.float32)}
     if want_tokens:

@@ -47,8 +47,9 @@ def fit(
 
     Steps: gene selection (top ``n_genes`` by mean raw count over training spots, as TRIPLEX; or ``panel``/``genes``),
     the normalisation recipe with 3×3 grid smoothing, target/neighbour/global windows embedded by a frozen
-    ``encoder`` (cached on disk), then training with early stopping on a validation split grouped by patient
-    (``protocol="clean"``; see `genedml.models.TrainConfig`).
+    ``encoder`` (cached on disk), then training with early stopping on an inner validation split of the training
+    data (``protocol="clean"``: whole patients in cohorts of ≥ 5, otherwise sections or spatial blocks of every
+    patient; `genedml.dataloaders.inner_validation_split`, `genedml.models.TrainConfig`).
 
     Parameters
     ----------
@@ -132,6 +133,7 @@ def predict(
     sections: list[str] | None = None,
     weights: str | os.PathLike | None = None,
     interval: float | None = None,
+    smooth: bool | str = False,
     table_key: str | None = None,
     progress: bool | None = None,
     copy: bool = False,
@@ -145,7 +147,7 @@ def predict(
       written.
     * ``var[f"genedml_{key_added}"]``: True for predicted genes.
     * ``uns["genedml"][key_added]``: provenance (model hash, version, encoder and weights hash, genes, protocol,
-      sections, missing genes).
+      sections, missing genes, and ``"smooth"``: the neighbourhood used per section, or ``None``).
 
     With an `EnsembleModel` of two or more members, also ``layers[f"{key_added}_std"]`` (spread: std over members);
     with ``interval`` (a calibrated ensemble, see `gd.tl.calibrate`), ``layers[f"{key_added}_lower"]`` and
@@ -172,6 +174,14 @@ def predict(
     interval
         Nominal coverage of the prediction intervals, strictly between 0 and 1 (e.g. ``0.9``); needs a model
         calibrated by `gd.tl.calibrate`. ``None``: no intervals.
+    smooth
+        Spatially coherent predictions: replace each spot's prediction by the mean over its grid neighbourhood,
+        with the same kernel as the targets' smoothing (`genedml.pp.smooth_grid`): ``True`` uses the model's own
+        target grid (``"auto"`` by default: hexagonal on a Visium grid, 3 × 3 on legacy ST); ``"auto"``,
+        ``"square"`` or ``"hex"`` name one; ``False`` (default) writes the raw
+        predictions. Only the predicted section's coordinates and predictions are used, never its expression, so
+        it is valid under the clean protocol; evaluate smoothed predictions as their own result (e.g. under their
+        own ``key_added``).
     table_key
         Spot table.
     progress
@@ -192,6 +202,9 @@ def predict(
     >>> gd.tl.predict(sdata, model)
     >>> sdata["table"].layers["predicted"].shape[0] == sdata["table"].n_obs
     True
+    >>> gd.tl.predict(sdata, model, smooth=True, key_added="predicted_smooth")
+    >>> sdata["table"].uns["genedml"]["predicted_smooth"]["smooth"]["grid"]
+    {'S1': 'square', 'S2': 'square'}
     """
     from ._uncertainty import check_level
 
@@ -219,6 +232,14 @@ def predict(
     if weights is not None:
         for member in getattr(model, "models", None) or [model]:  # an ensemble's members, or the model
             member.set_weights(weights)
+    grid = _smooth_grid_arg(smooth)
+    if smooth is True:  # the kernel of the model's own targets
+        grid = str((getattr(model, "normalize_", None) or {}).get("grid", "auto"))
+    if grid is not None and interval is not None:
+        raise ValueError(
+            "`interval` and `smooth` cannot be combined: the intervals are calibrated on raw "
+            "predictions; predict twice, under two `key_added`s."
+        )
     extra = {}
     if hasattr(model, "member_predictions"):  # an ensemble: its spread (and calibrated intervals)
         bar = resolve_progress(progress)
@@ -227,10 +248,13 @@ def predict(
     else:
         pred = model.predict(sdata, sections=secs, table_key=key, progress=resolve_progress(progress))
     table = get_table(sdata, table_key=key)
+    smoothing = None
+    if grid is not None:
+        pred, smoothing = smooth_predictions(table, pred, sections=secs, grid=grid)
     if table.n_vars == 0:
         table = _table_with_genes(table, model.genes_)
         sdata.tables[key] = table
-    _write_predictions(table, pred, model, key_added=key_added, sections=secs, extra=extra)
+    _write_predictions(table, pred, model, key_added=key_added, sections=secs, extra=extra, smoothing=smoothing)
     return sdata if copy else None
 
 
@@ -262,8 +286,54 @@ def _uncertainty_layers(model, pred: np.ndarray, sd: np.ndarray, key_added: str,
     return out
 
 
+def _smooth_grid_arg(smooth: bool | str) -> str | None:
+    if smooth is False:
+        return None
+    if smooth is True:
+        return "auto"
+    if smooth in ("auto", "square", "hex"):
+        return smooth
+    raise ValueError(f"`smooth` must be False, True, 'auto', 'square' or 'hex', got {smooth!r}.")
+
+
+def smooth_predictions(table, pred: np.ndarray, *, sections: list[str], grid: str = "auto") -> tuple[np.ndarray, dict]:
+    """Smooth predictions of the spots of ``sections`` (table order) over their grid neighbourhood.
+
+    Reads only ``obs`` (section, array row and column) of ``table``: never its expression. Returns the smoothed
+    predictions and the provenance record (grid per section, neighbourhood rule).
+    """
+    from ..pp import smooth_grid
+    from ..pp._normalize import _detect_grid
+
+    obs = table.obs
+    sec = obs[Keys.section].astype(str).to_numpy()
+    rows = np.flatnonzero(np.isin(sec, sections))
+    if len(rows) != len(pred):
+        raise ValueError(f"`pred` has {len(pred)} rows but the sections hold {len(rows)} spots.")
+    r = obs[Keys.array_row].to_numpy()[rows]
+    c = obs[Keys.array_col].to_numpy()[rows]
+    out = smooth_grid(np.asarray(pred, dtype=np.float32), row=r, col=c, section=sec[rows], grid=grid)
+    if grid == "auto":
+        resolved = _detect_grid(r, c, section=sec[rows])
+    else:
+        resolved = {s: grid for s in dict.fromkeys(sec[rows])}
+    record = {
+        "grid": {str(k): str(v) for k, v in resolved.items()},
+        "neighbourhood": {"square": "|drow|<=1, |dcol|<=1", "hex": "|drow|<=1, |dcol|<=2"},
+        "inputs": "predictions and array coordinates of the predicted sections only",
+    }
+    return out, record
+
+
 def _write_predictions(
-    table, pred: np.ndarray, model, *, key_added: str, sections: list[str], extra: dict | None = None
+    table,
+    pred: np.ndarray,
+    model,
+    *,
+    key_added: str,
+    sections: list[str],
+    extra: dict | None = None,
+    smoothing: dict | None = None,
 ) -> None:
     from .._version import __version__
 
@@ -305,6 +375,7 @@ def _write_predictions(
         "seed": model.train_config.seed,
         "hpg": list(model.fit_info_.get("hpg") or []),
         "fit": {k: v for k, v in model.fit_info_.items() if v is not None and k != "hpg"},
+        "smooth": smoothing,
     }
     if unc is not None:
         uns[key_added]["uncertainty"] = unc

@@ -52,6 +52,8 @@ def test_cpu_preset_is_small_and_overridable():
     cfg = GeneDMLConfig.preset("cpu")
     assert cfg.dim <= 128 and cfg.neighbor_depth <= 2 and cfg.global_depth <= 2 and cfg.K == 8
     assert GeneDMLConfig.preset("cpu", K=4).K == 4
+    # no dropout masks inside the transformers on a CPU (issue 12: ~1/6 of a step); the head keeps its dropout
+    assert cfg.neighbor_dropout == cfg.global_dropout == cfg.fusion_dropout == 0.0 and cfg.head_dropout > 0
 
 
 def test_unknown_preset_lists_the_valid_names():
