@@ -346,3 +346,13 @@ def test_bad_input_fails_before_any_training(data, monkeypatch):
     table.obs["site"] = np.where(np.arange(table.n_obs) % 2, "a", "b")
     with pytest.raises(ValueError, match=r"`groupby`='site' splits section"):
         gd.tl.cross_validate(data, groupby="site", **CV_KW)
+
+
+@pytest.mark.parametrize("protocol", ["clean", "paper"])
+def test_pcc_h_is_na_when_no_more_genes_than_n_hpg(data, protocol):
+    # PCC(H) over all genes would repeat PCC(A): reported n/a, as gd.tl.evaluate does (issue 15)
+    res = gd.tl.cross_validate(data, methods=("ridge", "mean"), protocol=protocol, n_genes=5, n_hpg=5, **CV_KW)
+    assert res.scores["pcc_h"].isna().all() and res.scores.loc[res.scores["method"] == "ridge", "pcc_a"].notna().all()
+    table = res.table()
+    assert (table["pcc_h"] == "n/a").all() and table.loc["mean", "pcc_a"] == "n/a"
+    assert table.loc["ridge", "pcc_a"] != "n/a"

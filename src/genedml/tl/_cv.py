@@ -55,9 +55,7 @@ class CVResult:
         out = {}
         for m, df in self.summary.groupby(level=0, sort=False):
             df = df.droplevel(0)
-            out[m] = {
-                k: f"{df.loc[k, 'mean']:.{digits}f} ± {df.loc[k, 'std']:.{digits}f}" for k in metrics if k in df.index
-            }
+            out[m] = {k: _mean_std(df.loc[k, "mean"], df.loc[k, "std"], digits) for k in metrics if k in df.index}
         df = pd.DataFrame(out).T
         df.index.name = "method (paper protocol: optimistic)" if self.params.get("optimistic") else "method"
         return df
@@ -294,6 +292,8 @@ def cross_validate(
             )[test_rows]
             hpg = list(model.fit_info_.get("hpg") or [])[:n_hpg] if protocol == "clean" else None  # best first
             res = metrics.evaluate_sections(truth, pred, sec[test_rows], genes=model.genes_, hpg=hpg or None)
+            if len(model.genes_) <= n_hpg:  # PCC(H) over all genes would only repeat PCC(A): n/a, as in evaluate
+                res.per_section["pcc_h"] = np.nan
             fold_rows = [
                 {"method": name, "fold": f, "test_group": label, "section": s, **r}
                 for s, r in res.per_section.to_dict("index").items()
@@ -398,6 +398,9 @@ def _paper_hpg(scores: pd.DataFrame, per_gene: dict, n_hpg: int) -> pd.DataFrame
         folds = {f: pg for (m, f), pg in per_gene.items() if m == name}
         common = sorted(set.intersection(*[set(pg.columns) for pg in folds.values()]))
         by_fold = pd.DataFrame({f: pg[common].mean(axis=0) for f, pg in folds.items()}).T
+        if len(common) <= n_hpg:  # PCC(H) over all genes would only repeat PCC(A): n/a, as in evaluate
+            scores.loc[scores["method"] == name, "pcc_h"] = np.nan
+            continue
         hpg = metrics.select_hpg(by_fold, k=min(n_hpg, len(common)))
         for f, pg in folds.items():
             for s in pg.index:
@@ -407,6 +410,13 @@ def _paper_hpg(scores: pd.DataFrame, per_gene: dict, n_hpg: int) -> pd.DataFrame
                 if "n_nan_hpg" in scores:
                     scores.loc[m, "n_nan_hpg"] = int(np.isnan(r).sum())
     return scores
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    """``"mean ± std"``, or ``"n/a"`` for a metric that was not computed (e.g. PCC of the constant mean predictor)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _summarise(scores: pd.DataFrame) -> pd.DataFrame:
