@@ -109,7 +109,7 @@ def test_predicted_vs_observed_hexbin_in_given_axes(pred_sdata):
         ({"gene": "GNAS", "kind": "violin"}, ValueError, "`kind`"),
         ({"gene": "GNAS", "observed": "raw"}, KeyError, "`observed`='raw'"),
         ({"gene": "GNAS", "layer": "pred2"}, KeyError, "`layer`='pred2'"),
-        ({"gene": "KRT19"}, ValueError, "no spot with both"),
+        ({"gene": "KRT19"}, KeyError, r"\['KRT19'\] not predicted .* 5 genes were\. Best-scoring"),
         ({"gene": "GNAS", "sections": "S7"}, KeyError, "`sections`"),
     ],
 )

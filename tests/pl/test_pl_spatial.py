@@ -115,7 +115,7 @@ def test_shapes_transformation_is_applied(fresh_sdata):
         ({"genes": "GNAS", "layer": "missing"}, KeyError, "`layer`='missing'.*gd.tl.predict"),
         ({"genes": "GNAS", "observed": "missing"}, KeyError, "`observed`='missing'"),
         ({"genes": "GNAS", "sections": ["S9"]}, KeyError, "`sections`.*S9"),
-        ({"genes": "KRT19"}, ValueError, "no predicted value"),
+        ({"genes": "KRT19"}, KeyError, r"\['KRT19'\] not predicted .* 5 genes were\. Best-scoring"),
         ({"genes": "GNAS", "max_px": 0}, ValueError, "`max_px`"),
         ({"genes": "GNAS", "table_key": "other"}, KeyError, "`table_key`='other'"),
     ],
@@ -177,6 +177,7 @@ def test_he_only_table_on_its_own_grid(fresh_sdata):
     np.testing.assert_allclose(radii, 20.0, rtol=1e-3)
 
 
-def test_gene_not_predicted_in_chosen_sections(pred_sdata):
-    with pytest.raises(ValueError, match=r"'KRT19' has no predicted value .* sections \['S1'\]"):
+def test_gene_not_predicted_names_the_predicted_ones(pred_sdata):
+    # a gene the model did not predict: the error says how many were and suggests the best-scoring (issue 15)
+    with pytest.raises(KeyError, match=r"\['KRT19'\] not predicted in `layers\['predicted'\]`; 5 genes were"):
         gd.pl.spatial(pred_sdata, genes=["GNAS", "KRT19"], sections="S1")

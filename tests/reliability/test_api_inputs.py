@@ -309,6 +309,12 @@ def test_cross_validate_writes_only_documented_keys(sdata):
 
 # ------------------------------------------------------------------------------------------------------ pl
 
+
+def _a_predicted_gene(sdata) -> str:
+    table = sdata["table"]
+    return str(table.var_names[table.var["genedml_predicted"].to_numpy(dtype=bool)][0])
+
+
 PL_ERRORS = {
     "spatial_gene_unknown": (
         lambda s: gd.pl.spatial(s, genes="NOPE"),
@@ -316,7 +322,7 @@ PL_ERRORS = {
         r"`genes`",
     ),
     "spatial_section_unknown": (
-        lambda s: gd.pl.spatial(s, genes="ERBB2", sections="S9"),
+        lambda s: gd.pl.spatial(s, genes=_a_predicted_gene(s), sections="S9"),
         KeyError,
         r"`sections`",
     ),

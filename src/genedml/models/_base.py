@@ -119,6 +119,7 @@ class SpotModel:
         self._weights_needed: dict | None = None  # set by `load` when the encoder's weights file must be passed
         self._train_data: SpotData | None = None
         self._val_data: SpotData | None = None
+        self._buffer_data: SpotData | None = None  # training spots in neither inner set (the block's border)
 
     # ------------------------------------------------------------------------------------------------- setup
     def setup(
@@ -173,6 +174,7 @@ class SpotModel:
             raise ValueError("protocol='paper' selects checkpoints on the evaluated sections: pass `val_sections`.")
         sec_col = table.obs[Keys.section].astype(str).to_numpy()
         train_rows = np.flatnonzero(np.isin(sec_col, train_secs))
+        all_train_rows = train_rows
         if val_secs:
             val_rows = np.flatnonzero(np.isin(sec_col, val_secs))
             level = "given"
@@ -217,6 +219,8 @@ class SpotModel:
             pos_of = {r: i for i, r in enumerate(rows_used)}
             self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
             self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
+            buffer_rows = np.setdiff1d(all_train_rows, np.concatenate([train_rows, val_rows]))
+            self._buffer_data = data.subset(np.array([pos_of[r] for r in buffer_rows])) if len(buffer_rows) else None
             self.fit_info_ = {
                 "train_sections": sorted(set(sec_col[train_rows])),
                 "val_sections": sorted(set(sec_col[val_rows])),

@@ -66,8 +66,10 @@ class Baseline(SpotModel):
     def _fit_parts(self, use_val: bool) -> list[SpotData]:
         if self._train_data is None:
             raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
-        parts = [self._train_data] + ([self._val_data] if self._uses_val(use_val) else [])
-        self.fit_info_["fit_on"] = "train+val" if len(parts) == 2 else "train"
+        parts = [self._train_data]
+        if self._uses_val(use_val):  # refit on every training spot: inner validation and the block's border too
+            parts += [self._val_data] + ([self._buffer_data] if self._buffer_data is not None else [])
+        self.fit_info_["fit_on"] = "train+val" if len(parts) > 1 else "train"
         self.fit_info_["n_fit"] = int(sum(len(p) for p in parts))
         return parts
 
