@@ -277,10 +277,9 @@ def test_pcc_h_is_na_when_every_gene_would_be_highly_predictive(predicted):
 def test_scores_say_each_sections_role_and_print_compactly(predicted):
     sdata, model = predicted
     scores = gd.tl.evaluate(sdata, n_hpg=5)
-    roles = {s: "train" for s in model.fit_info_["train_sections"]} | {
-        s: "validation" for s in model.fit_info_["val_sections"]
-    }
-    assert scores["role"].to_dict() == {s: roles.get(s, "test") for s in scores.index}
+    tr, va = set(model.fit_info_["train_sections"]), set(model.fit_info_["val_sections"])
+    want = {s: "train+validation" if s in tr and s in va else "train" if s in tr else "validation" for s in tr | va}
+    assert scores["role"].to_dict() == {s: want.get(s, "test") for s in scores.index}
     text = repr(scores)
     header = text.splitlines()[0].split()
     assert header == ["role", "n_spots", "mse", "mae", "pcc_a", "pcc_h", "spearman"]  # the metrics, never "..."

@@ -107,8 +107,9 @@ def evaluate(
     -------
     Per-section scores, an ``EvaluationFrame`` (a DataFrame whose ``print`` is a compact summary; index ``section``;
     columns ``n_spots``, ``mse``, ``mae``, ``pcc_a``, ``pcc_h``, …, ``spearman`` and ``role``: ``"train"``,
-    ``"validation"`` (early stopping, gene choice) or ``"test"`` for the model that predicted, ``"unknown"`` when
-    the predictions do not record it).
+    ``"validation"`` (early stopping, gene choice), ``"train+validation"`` (the small-cohort inner split gave a
+    spatial block of the section to validation) or ``"test"`` for the model that predicted, ``"unknown"`` when the
+    predictions do not record it).
 
     Examples
     --------
@@ -185,7 +186,9 @@ def _roles(sections, prov) -> list[str]:
     val = {str(s) for s in fit.get("val_sections", [])}
     if not train:
         return ["unknown"] * len(sections)
-    return ["train" if s in train else "validation" if s in val else "test" for s in map(str, sections)]
+    # a section can be both: the small-cohort inner split gives a spatial block of it to validation
+    roles = {(True, True): "train+validation", (True, False): "train", (False, True): "validation"}
+    return [roles.get((s in train, s in val), "test") for s in map(str, sections)]
 
 
 def _note(summary: dict, hpg: list[str], source: str) -> str:
