@@ -211,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo", help="output folder")
     d.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo in --out")
     d.add_argument("--preset", default="small", choices=["tiny", "small"], help="synthetic dataset size")
-    d.add_argument("--encoder", default=DEMO_FIT["encoder"], help="timm encoder (random weights: offline)")
+    d.add_argument("--encoder", default=DEMO_FIT["encoder"], help="'morphology' (no weights) or a timm name")
     d.add_argument("--epochs", type=int, default=DEMO_FIT["max_epochs"], help="maximum training epochs")
     d.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     f = _sub(
