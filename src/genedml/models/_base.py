@@ -482,7 +482,7 @@ class SpotModel:
             )
         expected = (needed or {}).get("sha256") or (self.encoder_info_ or {}).get("weights_hash")
         got = file_sha256(p)
-        if expected is not None and got != expected:
+        if expected is not None and got != expected and _combined_hash(self.encoder.name, got) != expected:
             name = (needed or {}).get("name", "?")
             raise ValueError(
                 f"`weights`={str(weights)!r} is not the file this model was trained with: sha256 {got[:16]}… "
@@ -576,3 +576,16 @@ def _plain(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return obj
+
+
+def _combined_hash(name: str, file_hash: str) -> str | None:
+    """The weights hash a combined encoder (``"morphology+resnet18"``) records when its CNN part loads ``file_hash``."""
+    import hashlib
+
+    parts = str(name).split("+")
+    if len(parts) < 2:
+        return None
+    from ..encoders._feature_encoders import MORPHOLOGY_VERSION
+
+    morph = hashlib.sha256(MORPHOLOGY_VERSION.encode()).hexdigest()
+    return hashlib.sha256("|".join(morph if q == "morphology" else file_hash for q in parts).encode()).hexdigest()
