@@ -168,7 +168,7 @@ def embed_encoder(a, enc) -> float:
     t0 = time.perf_counter()
     sdata = read_her2st(a.data)
     _, name, weights = enc
-    gd.pp.embed(sdata, encoder=name, pretrained=a.pretrained, weights=weights, target_px=a.target_px,
+    gd.tl.embed(sdata, encoder=name, pretrained=a.pretrained, weights=weights, target_px=a.target_px,
                 target_um=a.target_um_)  # fmt: skip
     return time.perf_counter() - t0
 

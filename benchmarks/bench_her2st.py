@@ -393,7 +393,7 @@ def embed_task() -> float:
     a = _STATE["a"]
     t0 = time.perf_counter()
     sdata = read_her2st(a.data)
-    gd.pp.embed(sdata, encoder=a.encoder, pretrained=a.pretrained, target_px=a.target_px, target_um=a.target_um_)
+    gd.tl.embed(sdata, encoder=a.encoder, pretrained=a.pretrained, target_px=a.target_px, target_um=a.target_um_)
     return time.perf_counter() - t0
 
 
@@ -425,7 +425,7 @@ def run_all(a, log) -> None:
                     pending.discard(fut)
                     record(fut.result())
                 if emb in finished:
-                    log(f"features: {emb.result():.0f} s (read_st + gd.pp.embed of {len(SECTIONS)} sections, "
+                    log(f"features: {emb.result():.0f} s (read_st + gd.tl.embed of {len(SECTIONS)} sections, "
                         "in a worker)")  # fmt: skip
                     emb = None
             pending |= {ex.submit(run_task, t) for t in rest}
@@ -435,7 +435,7 @@ def run_all(a, log) -> None:
                     record(fut.result())
     else:  # main() has set this process up as a worker
         if frozen:
-            log(f"features: {embed_task():.0f} s (read_st + gd.pp.embed of {len(SECTIONS)} sections)")
+            log(f"features: {embed_task():.0f} s (read_st + gd.tl.embed of {len(SECTIONS)} sections)")
         for t in first + rest:
             record(run_task(t))
     log(f"training + prediction: {time.perf_counter() - t0:.0f} s wall for {len(done)} (split, method) tasks on "
@@ -451,7 +451,7 @@ def run_study(a, log) -> None:
     """Features of every study encoder, then the (split, encoder, method, seed) queue, headline rows first."""
     t0 = time.perf_counter()
     for enc in a.encoders_:
-        log(f"features {enc[0]}: {study.embed_encoder(a, enc):.0f} s (read_st + gd.pp.embed, cached after)")
+        log(f"features {enc[0]}: {study.embed_encoder(a, enc):.0f} s (read_st + gd.tl.embed, cached after)")
     queue = study.tasks(a)
     t1 = time.perf_counter()
 

@@ -1,6 +1,6 @@
 """Throughput of the morphology encoder against ResNet18 on this CPU (issue 12, item 1).
 
-Both encoders see the same windows (cut from a synthetic H&E section, as `gd.pp.embed` feeds them) and return what
+Both encoders see the same windows (cut from a synthetic H&E section, as `gd.tl.embed` feeds them) and return what
 the pipeline stores: target tokens and the pooled feature. Windows per second, median of ``--repeats`` round-robin
 repeats (so both see the same machine load), at each window size, on ``--threads`` threads:
 

@@ -51,7 +51,7 @@ def _large(spots_per_side: int):
     from spatialdata.transformations import get_transformation
 
     import genedml as gd
-    from genedml.pp import _images
+    from genedml.features import _images
 
     _images.INMEMORY_MAX_BYTES = 0
 
@@ -69,7 +69,7 @@ def _large(spots_per_side: int):
 
 def _geometry(sdata, sec, target_px):
     import genedml as gd
-    from genedml.pp._windows import SectionImage, WindowSpec, section_geometry
+    from genedml.features._windows import SectionImage, WindowSpec, section_geometry
 
     image = SectionImage.from_sdata(sdata, sec)
     xy = gd.io.spot_centers(sdata, sec)
@@ -82,8 +82,8 @@ def _ours(geo, origins, batch_size, *, source=None):
 
     Returns ``(windows, source, open_s, cut_s)``.
     """
-    from genedml.pp._embed_loader import iter_batches, plan_batches
-    from genedml.pp._images import open_source
+    from genedml.features._embed_loader import iter_batches, plan_batches
+    from genedml.features._images import open_source
 
     t0 = time.perf_counter()
     source = open_source(geo.level) if source is None else source
@@ -136,7 +136,7 @@ def _counting(enc=None, px=None, batch_size=None, every=1):
     """
     import torch
 
-    from genedml.pp import _embed_run
+    from genedml.features import _embed_run
 
     counter = {"n": 0, "encode_s": 0.0, "raw_n": 0, "raw_s": 0.0, "raw_cpu": 0.0, "calls": 0}
     orig = _embed_run._encode_batch
@@ -210,14 +210,14 @@ def work_her2st(a) -> dict:
     res["rss_before_mb"] = _current_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
     kw = {"encoder": enc, "scales": scales, "target_px": a.target_px, "batch_size": a.batch_size}
-    gd.pp.embed(sdata, **kw, num_workers=a.num_workers)
+    gd.tl.embed(sdata, **kw, num_workers=a.num_workers)
     res["embed_s"] = time.perf_counter() - t0 - counter["raw_s"]
     res["embed_cpu"] = time.process_time() - c0 - counter["raw_cpu"]
     res |= {k: counter[k] for k in ("n", "encode_s", "raw_n", "raw_s", "raw_cpu")}
     res["rss_mb"] = _rss_mb()
     counter["n"] = 0
     t0 = time.perf_counter()
-    gd.pp.embed(sdata, **kw)
+    gd.tl.embed(sdata, **kw)
     res["hit_inproc_s"], res["hit_windows"] = time.perf_counter() - t0, counter["n"]
     return res
 
@@ -232,12 +232,12 @@ def work_her2st_hit(a) -> dict:
     enc = create_encoder(a.encoder, pretrained=False, device="cpu")
     counter = _counting()
     t0 = time.perf_counter()
-    gd.pp.embed(sdata, encoder=enc, scales=tuple(a.scales.split(",")), target_px=a.target_px, batch_size=a.batch_size)
+    gd.tl.embed(sdata, encoder=enc, scales=tuple(a.scales.split(",")), target_px=a.target_px, batch_size=a.batch_size)
     return {"hit_fresh_s": time.perf_counter() - t0, "hit_fresh_windows": counter["n"]}
 
 
 def work_large_extract(a) -> dict:
-    from genedml.pp import _images
+    from genedml.features import _images
 
     sdata, sec = _large(a.spots_per_side)
     geo = _geometry(sdata, sec, a.target_px)
@@ -268,7 +268,7 @@ def work_large_embed(a) -> dict:
     counter = _counting(enc, a.large_target_px, a.batch_size, every=4)
     before = _current_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    gd.pp.embed(
+    gd.tl.embed(
         sdata,
         encoder=enc,
         scales="global",

@@ -1,6 +1,6 @@
 """genedml: predict spatial gene expression from H&E histology with Gene-DML, on SpatialData.
 
-``import genedml as gd`` loads the light namespaces eagerly (``io``, ``pp``, ``tl``, ``pl``, ``datasets``,
+``import genedml as gd`` loads the light namespaces eagerly (``io``, ``pp``, ``features``, ``tl``, ``pl``, ``datasets``,
 ``metrics``, ``settings``); the torch-backed ``models``, ``encoders`` and ``dataloaders`` load on first use, so
 importing the package never imports torch, timm, lightning or matplotlib.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import datasets, io, metrics, pl, pp, tl
+from . import datasets, features, io, metrics, pl, pp, tl
 from ._settings import settings
 from ._version import __version__
 
 _LAZY_SUBMODULES = ("models", "encoders", "dataloaders")
 
-__all__ = ["datasets", "io", "metrics", "pl", "pp", "settings", "tl", "__version__", *_LAZY_SUBMODULES]
+__all__ = ["datasets", "features", "io", "metrics", "pl", "pp", "settings", "tl", "__version__", *_LAZY_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import dataloaders, encoders, models  # noqa: F401

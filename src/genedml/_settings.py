@@ -37,7 +37,7 @@ class Settings:
     datasetdir
         Where :mod:`genedml.datasets` caches downloads (env ``GENEDML_DATASETDIR``).
     cachedir
-        Where :func:`genedml.pp.embed` keeps its on-disk feature cache (env ``GENEDML_CACHEDIR``).
+        Where :func:`genedml.tl.embed` keeps its on-disk feature cache (env ``GENEDML_CACHEDIR``).
     device
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_workers
@@ -159,7 +159,7 @@ class Settings:
     def clear_cache(self) -> int:
         """Delete every feature file in `cachedir` (only the cache's own ``.npz`` files); return the bytes freed.
 
-        Features are recomputed by the next :func:`genedml.pp.embed` / :func:`genedml.tl.fit` that needs them. From
+        Features are recomputed by the next :func:`genedml.tl.embed` / :func:`genedml.tl.fit` that needs them. From
         the shell: ``genedml cache --clear``.
 
         Examples

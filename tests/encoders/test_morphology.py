@@ -14,7 +14,7 @@ from genedml.encoders._morphology import FEATURE_NAMES, morphology_features
 @pytest.fixture(scope="module")
 def embedded():
     sdata = gd.datasets.synthetic(preset="tiny")
-    gd.pp.embed(sdata, encoder="morphology", target_px=48, target_um=48.0, scales=["global"], cache=False)
+    gd.tl.embed(sdata, encoder="morphology", target_px=48, target_um=48.0, scales=["global"], cache=False)
     table = sdata.tables["table"]
     feats = table.obsm["genedml_morphology_global"]
     return table.obs, feats
@@ -97,11 +97,11 @@ def test_combination_concatenates_and_is_cached(tmp_path):
     gd.settings.cachedir = tmp_path
     sdata = gd.datasets.synthetic(preset="tiny")
     kw = dict(encoder="morphology+test_resnet", pretrained=False, target_px=64, scales=["global", "target"])
-    gd.pp.embed(sdata, **kw)
+    gd.tl.embed(sdata, **kw)
     first = sdata.tables["table"].obsm["genedml_morphology+test_resnet_global"].copy()
     assert any(tmp_path.rglob("*")), "nothing was cached"
     sdata2 = gd.datasets.synthetic(preset="tiny")
-    gd.pp.embed(sdata2, **kw)
+    gd.tl.embed(sdata2, **kw)
     np.testing.assert_array_equal(sdata2.tables["table"].obsm["genedml_morphology+test_resnet_global"], first)
 
 

@@ -21,7 +21,8 @@ from genedml.models import (
     triplex_config,
 )
 from genedml.models.baselines._ridge import RidgePath, cv_folds, spatial_band_folds
-from genedml.models.nn._baselines import BLEEPLoss, BLEEPNet, dihedral, retrieve_mean
+from genedml.encoders import dihedral
+from genedml.models.nn._baselines import BLEEPLoss, BLEEPNet, retrieve_mean
 
 SHARED = {"encoder": "test_resnet", "pretrained": False, "target_px": 32, "dihedral": True}
 TRAIN, TEST = ["S1", "S2"], ["S3"]
@@ -149,9 +150,12 @@ def test_bleep_net_predicts_bank_averages_and_loss_trains():
 
 def test_dihedral_gives_eight_distinct_views():
     x = torch.arange(2 * 4 * 4 * 3, dtype=torch.uint8).reshape(2, 4, 4, 3)
-    views = [dihedral(x, k) for k in range(8)]
+    views = [dihedral(x, k, channels_last=True) for k in range(8)]
     assert torch.equal(views[0], x)
     assert len({v.numpy().tobytes() for v in views}) == 8
+    # channels-last and channels-first give the same images: one convention for windows and encoder inputs
+    first = [dihedral(x.permute(0, 3, 1, 2), k).permute(0, 2, 3, 1) for k in range(8)]
+    assert all(torch.equal(a, b) for a, b in zip(views, first, strict=True))
     with pytest.raises(ValueError, match="`k`"):
         dihedral(x, 8)
 

@@ -41,7 +41,7 @@ def recording(monkeypatch):
 
 def test_embedding_total_is_known_before_the_work_and_never_grows(recording):
     sdata = gd.datasets.synthetic(preset="tiny")
-    gd.pp.embed(sdata, **EMBED, progress=True)
+    gd.tl.embed(sdata, **EMBED, progress=True)
     (bar,) = recording
     first = bar.totals[0]
     n_spots = sdata["table"].n_obs
@@ -49,7 +49,7 @@ def test_embedding_total_is_known_before_the_work_and_never_grows(recording):
     assert bar.n == first and bar.totals == [first] * len(bar.totals)  # exact from the start: no growth, no shrink
     # a second run finds every section cached: the total drops to the work left (none), it never grows
     recording.clear()
-    gd.pp.embed(sdata, **EMBED, progress=True)
+    gd.tl.embed(sdata, **EMBED, progress=True)
     (bar,) = recording
     assert bar.totals[0] == first and bar.n == 0 and bar.totals[-1] == 0
     assert all(b <= a for a, b in zip(bar.totals, bar.totals[1:]))
@@ -57,7 +57,7 @@ def test_embedding_total_is_known_before_the_work_and_never_grows(recording):
 
 def test_total_counts_dihedral_variants(recording):
     sdata = gd.datasets.synthetic(preset="tiny")
-    gd.pp.embed(sdata, **EMBED, scales="target", dihedral=True, progress=True)
+    gd.tl.embed(sdata, **EMBED, scales="target", dihedral=True, progress=True)
     (bar,) = recording
     assert bar.totals[0] == bar.n == 8 * sdata["table"].n_obs
 

@@ -354,11 +354,11 @@ def test_windows_mostly_outside_the_image_warn_with_the_padded_fraction(sdata):
     h, w = gd.io.image_shape(sdata, "S1")
     side = 2 * max(h, w)
     with pytest.warns(UserWarning, match=r"section 'S1': (7\d|8\d)% of the target windows' pixels are zero padding"):
-        win = gd.pp.spot_windows(sdata, section="S1", spots=[0, 40], target_px=side)
+        win = gd.features.spot_windows(sdata, section="S1", spots=[0, 40], target_px=side)
     assert (win.images == 0).mean() > 0.7
 
 
 def test_windows_inside_the_image_do_not_warn(sdata):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        gd.pp.spot_windows(sdata, section="S1", spots=[40], target_px=32)
+        gd.features.spot_windows(sdata, section="S1", spots=[40], target_px=32)

@@ -84,7 +84,7 @@ def test_weights_file_with_code_never_runs_through_the_api(tmp_path, sdata, entr
     keys_before = (set(table.obsm), set(table.uns.get("genedml", {})))
     with pytest.raises(ValueError, match="`weights`"):
         if entry == "embed":
-            gd.pp.embed(sdata, encoder="test_resnet", weights=path, target_px=32, scales="global")
+            gd.tl.embed(sdata, encoder="test_resnet", weights=path, target_px=32, scales="global")
         else:
             gd.tl.fit(sdata, weights=path, **{**FIT_KW, "n_genes": 5})
     assert not marker.exists()
@@ -472,7 +472,7 @@ def test_failed_cache_write_names_the_cache_folder(tmp_path, sdata, monkeypatch)
     table = sdata.tables["table"]
     before = set(table.obsm)
     with pytest.raises(OSError, match=r"feature cache in .*cache.*gd.settings.cachedir.*cache=False") as info:
-        gd.pp.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales="global")
+        gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales="global")
     assert ".tmp" not in str(info.value)
     assert set(table.obsm) == before
 
@@ -483,7 +483,7 @@ def test_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, sdata, caplo
 
     gd.settings.cachedir = tmp_path / "cache"
     kw = dict(encoder="test_resnet", pretrained=False, target_px=32, scales="global")
-    gd.pp.embed(sdata, **kw)
+    gd.tl.embed(sdata, **kw)
     key = "genedml_test_resnet_global"
     want = np.array(sdata.tables["table"].obsm[key])
     files = sorted((tmp_path / "cache").rglob("*.npz"))
@@ -503,7 +503,7 @@ def test_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, sdata, caplo
         target.write_bytes(bytes(raw))
     del sdata.tables["table"].obsm[key]
     with caplog.at_level(logging.WARNING, logger="genedml"):
-        gd.pp.embed(sdata, **kw)
+        gd.tl.embed(sdata, **kw)
     np.testing.assert_array_equal(sdata.tables["table"].obsm[key], want)
     assert "discarding unreadable feature-cache file" in caplog.text
 
@@ -551,7 +551,7 @@ def test_workflow_through_zarr_end_to_end(fitted, through_zarr, tmp_path):
     num = scores.columns.drop("role")
     np.testing.assert_allclose(scores[num].to_numpy(dtype=float), want[num].to_numpy(dtype=float), equal_nan=True)
     feats = np.array(table.obsm["genedml_test_resnet_global"])
-    gd.pp.embed(sdata, encoder="test_resnet", weights=fitted.weights, target_px=32)
+    gd.tl.embed(sdata, encoder="test_resnet", weights=fitted.weights, target_px=32)
     np.testing.assert_array_equal(table.obsm["genedml_test_resnet_global"], feats)
     assert file_digest(through_zarr.store) == store_before  # reading never writes the store
     again = tmp_path / "again.zarr"

@@ -40,7 +40,7 @@ def adapted(sdata, tmp_path_factory):
 def test_tiles_are_tissue_seeded_and_at_the_embed_geometry(sdata):
     import genedml as gd
     from genedml.dataloaders import TissueTiles, tissue_fraction
-    from genedml.pp._windows import WindowSpec
+    from genedml.features._windows import WindowSpec
 
     secs = gd.io.sections(sdata)
     spec = WindowSpec.resolve(target_px=32, target_um=None, target_mpp=None)
@@ -50,8 +50,8 @@ def test_tiles_are_tissue_seeded_and_at_the_embed_geometry(sdata):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert (tissue_fraction(a) >= 0.6).mean() > 0.9  # the rest fall back to windows centred on spots
-    # the tiles look like the spot windows of gd.pp.spot_windows (same level, same resampling): similar colour
-    w = gd.pp.spot_windows(sdata, section=secs[0], target_px=32).images
+    # the tiles look like the spot windows of gd.features.spot_windows (same level, same resampling): similar colour
+    w = gd.features.spot_windows(sdata, section=secs[0], target_px=32).images
     assert abs(float(a.mean()) - float(w.mean())) < 25
     # every section contributes
     assert set(tiles.info) == set(secs)
@@ -86,10 +86,10 @@ def test_weights_load_through_the_encoder_path_and_change_features(sdata, adapte
     with torch.no_grad():
         assert not torch.allclose(loaded.forward_pooled(x), random.forward_pooled(x), atol=1e-4)
     a, b = sdata, gd.datasets.synthetic(preset="tiny", seed=0)
-    gd.pp.embed(a, encoder="test_resnet", weights=adapted.path, target_px=32, scales=["global"])
-    gd.pp.embed(b, encoder="test_resnet", pretrained=False, target_px=32, scales=["global"])
-    fa = gd.pp.load_features(a, encoder="test_resnet", scale="global")
-    fb = gd.pp.load_features(b, encoder="test_resnet", scale="global")
+    gd.tl.embed(a, encoder="test_resnet", weights=adapted.path, target_px=32, scales=["global"])
+    gd.tl.embed(b, encoder="test_resnet", pretrained=False, target_px=32, scales=["global"])
+    fa = gd.features.load_features(a, encoder="test_resnet", scale="global")
+    fb = gd.features.load_features(b, encoder="test_resnet", scale="global")
     assert fa.shape == fb.shape and np.isfinite(fa).all()
     assert not np.allclose(fa, fb, atol=1e-4)
 

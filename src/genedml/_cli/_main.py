@@ -248,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, help="output folder (default: the config's 'output', else genedml-cv)")
     c.add_argument("--overwrite", action="store_true", help="replace scores.csv / summary.csv (folds are resumed)")
     k = _sub(
-        sub, "cache", _cache, "show or clear the on-disk feature cache of gd.pp.embed",
+        sub, "cache", _cache, "show or clear the on-disk feature cache of gd.tl.embed",
         "The cache lives in gd.settings.cachedir (environment variable GENEDML_CACHEDIR).", progress=False,
     )  # fmt: skip
     g = k.add_mutually_exclusive_group()

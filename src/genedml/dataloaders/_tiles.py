@@ -3,7 +3,7 @@
 Tiles are centred near spots (spots lie on tissue; an H&E-only slide gets them from :func:`genedml.pp.spot_grid`),
 shifted at random by up to half a window so that the tiles cover the tissue between spots too, and kept only when
 most of their pixels are tissue (not white background, not black padding). They are cut from the pyramid level
-that :func:`genedml.pp.embed` would use and resampled the same way, so training and feature extraction see the
+that :func:`genedml.tl.embed` would use and resampled the same way, so training and feature extraction see the
 same physical scale.
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..pp._images import SectionImage, open_source
-from ..pp._windows import WindowSpec, check_spots_inside, resample, section_geometry
+from ..features._images import SectionImage, open_source
+from ..features._windows import WindowSpec, check_spots_inside, resample, section_geometry
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -72,7 +72,7 @@ class TissueTiles:
         table_key: str | None = None,
         min_tissue: float = 0.5,
     ) -> TissueTiles:
-        """Open every section's image at the level :func:`genedml.pp.embed` uses for ``spec`` (decoded once)."""
+        """Open every section's image at the level :func:`genedml.tl.embed` uses for ``spec`` (decoded once)."""
         from ..io import pixel_size, spot_centers
 
         out, info = [], {}

@@ -1,5 +1,6 @@
 """Frozen image encoders through timm: ``gd.encoders`` (imports torch and timm; loaded lazily by ``genedml``)."""
 
+from ._dihedral import dihedral
 from ._encoder import Encoder, create_encoder, resolve_device
 from ._feature_encoders import ConcatEncoder, MorphologyEncoder
 from ._registry import EncoderSpec, list_encoders, register_encoder
@@ -13,6 +14,7 @@ __all__ = [
     "WeightsUnavailableError",
     "convert_ciga_state_dict",
     "create_encoder",
+    "dihedral",
     "list_encoders",
     "register_encoder",
     "resolve_device",

@@ -44,7 +44,7 @@ class EncoderSettings:
     device: str | None = None
 
     def embed_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `gd.pp.embed` (minus the per-call ones)."""
+        """Keyword arguments of `gd.tl.embed` (minus the per-call ones)."""
         return {
             "encoder": self.name,
             "pretrained": self.pretrained,
@@ -139,7 +139,7 @@ class SpotModel:
         """Select genes, normalise targets, compute (cached) features and hold the training tensors.
 
         Writes into the table: ``obsm["genedml_target"]`` (normalised targets of the selected genes), the feature
-        ``obsm`` keys of `gd.pp.embed`, and ``uns["genedml"]`` (``genes``, ``normalize``, ``features``).
+        ``obsm`` keys of `gd.tl.embed`, and ``uns["genedml"]`` (``genes``, ``normalize``, ``features``).
 
         Parameters
         ----------
@@ -308,14 +308,14 @@ class SpotModel:
     def _spot_data(
         self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
     ) -> SpotData:
+        from .. import features
         from .. import io as gio
-        from .. import pp
         from ..dataloaders import SpotData
 
         self._require_weights()
         enc = self.encoder
         scales = tuple(self.scales)
-        pp.embed(
+        features.embed(
             sdata,
             **enc.embed_kwargs(),
             scales=scales,
@@ -336,7 +336,7 @@ class SpotModel:
         elif enc.dihedral and self.train_config.augment and with_y:
             target = np.stack(
                 [
-                    pp.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
+                    features.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
                     for v in range(8)
                 ]
             )

@@ -1,5 +1,6 @@
 """Tools: fit, predict, evaluate, cross-validate (``gd.tl``); torch loads only inside the functions."""
 
+from ..features import embed
 from ._cv import CVResult, cross_validate
 from ._ensemble import EnsembleModel
 from ._evaluate import evaluate
@@ -14,6 +15,7 @@ __all__ = [
     "PretrainResult",
     "calibrate",
     "cross_validate",
+    "embed",
     "evaluate",
     "fit",
     "get_predicted",

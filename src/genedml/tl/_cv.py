@@ -183,7 +183,7 @@ def cross_validate(
     Returns
     -------
     A `CVResult`; its scores and summary are also stored in ``uns["genedml"]["cv"]``. The table keeps only that and
-    the frozen-encoder features (the ``obsm`` keys and ``uns["genedml"]["features"]`` of `gd.pp.embed`); the
+    the frozen-encoder features (the ``obsm`` keys and ``uns["genedml"]["features"]`` of `gd.tl.embed`); the
     per-fold targets and gene lists are scratch and are removed (earlier values restored). A failed call leaves the
     table as it was.
     """
@@ -457,7 +457,7 @@ def _data_fingerprint(sdata, table) -> dict:
     import scipy.sparse as sp
 
     from .. import io as gio
-    from ..pp._images import SectionImage
+    from ..features._images import SectionImage
 
     def digest(*parts) -> str:
         h = hashlib.sha256()

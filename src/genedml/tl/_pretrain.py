@@ -65,13 +65,13 @@ def pretrain_encoder(
 
     Tissue tiles are drawn around the spots of every section (shifted by up to half a window, kept when at least
     ``min_tissue`` of their pixels are neither white background nor black padding), at the same µm geometry as
-    :func:`genedml.pp.embed` with the same ``target_px`` / ``target_um`` / ``target_mpp``; each epoch draws a fresh
+    :func:`genedml.tl.embed` with the same ``target_px`` / ``target_um`` / ``target_mpp``; each epoch draws a fresh
     seeded sample of ``tiles_per_epoch`` tiles. Two views of each tile come from histology-safe augmentations
     (random resized crop, flips and 90° rotations, stain jitter in HED space, small brightness/contrast changes,
     Gaussian blur; never colour inversion or grayscale). The backbone is trained with the heads and loss of
     ``method`` from the `lightly <https://docs.lightly.ai/self-supervised-learning/>`_ library in a Lightning
     loop (AdamW, cosine learning rate), checkpointed every epoch. The backbone's weights are then written to
-    ``out``, with keys of the timm model, so ``gd.pp.embed(sdata, encoder=encoder, weights=out)`` uses them.
+    ``out``, with keys of the timm model, so ``gd.tl.embed(sdata, encoder=encoder, weights=out)`` uses them.
 
     Needs the optional dependency ``lightly`` (``pip install 'genedml[ssl]'``).
 
@@ -148,10 +148,10 @@ def pretrain_encoder(
     ...                              epochs=1, tiles_per_epoch=16, batch_size=8, progress=False)
     >>> list(res.history.columns)
     ['epoch', 'loss', 'tiles', 'tiles_per_s', 'seconds', 'cpu_seconds', 'lr']
-    >>> gd.pp.embed(sdata, encoder="test_resnet", weights=res.path, target_px=32, scales=["global"])
+    >>> gd.tl.embed(sdata, encoder="test_resnet", weights=res.path, target_px=32, scales=["global"])
     """
-    from ..pp._embed import _resolve_sections
-    from ..pp._windows import WindowSpec
+    from ..features._embed import _resolve_sections
+    from ..features._windows import WindowSpec
 
     out_path, ckpt_dir, ckpt_path = _validate(
         out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed, max_minutes,

@@ -41,7 +41,7 @@ class STNetBaseline(Baseline):
 
     The backbone is the encoder named by ``backbone`` (or by the shared ``encoder`` setting), built through the
     genedml encoder registry with its pretrained weights, then **trained end to end** — nothing is cached. Windows
-    are cut once per section with `gd.pp.spot_windows` (same geometry as the frozen features: ``target_px`` /
+    are cut once per section with `gd.features.spot_windows` (same geometry as the frozen features: ``target_px`` /
     ``target_um`` / ``target_mpp``), kept in memory as ``uint8``, normalised with the backbone's pretrained
     configuration and augmented with a random one of the 8 flips/rotations per spot (``train_config.augment``).
     The head's bias starts at the training mean. Training runs with Lightning (Adam at ``train_config.lr``, early
@@ -206,11 +206,11 @@ class STNetBaseline(Baseline):
 
 def _cut_windows(sdata, enc, spot_sections: np.ndarray, sections: list[str], table_key, progress) -> np.ndarray:
     """``uint8`` windows ``(n, px, px, 3)`` of the spots, in table order."""
-    from ... import pp
+    from ... import features
 
     images = None
     for s in _progress(sections, progress):
-        w = pp.spot_windows(
+        w = features.spot_windows(
             sdata,
             section=s,
             scale="target",

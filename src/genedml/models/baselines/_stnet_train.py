@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ...encoders import dihedral
 from .._train_config import TrainConfig
-from ..nn._baselines import STNetNet, dihedral
+from ..nn._baselines import STNetNet
 from ..train import GeneDMLPlan, run_fit
 from ._stnet import ImageSpotData
 
@@ -53,7 +54,7 @@ def _collate(data: ImageSpotData, *, augment: bool, seed: int):
             ks = gen.integers(0, 8, size=len(idx))
             for k in np.unique(ks):
                 sel = torch.from_numpy(np.flatnonzero(ks == k))
-                images[sel] = dihedral(images[sel], int(k))
+                images[sel] = dihedral(images[sel], int(k), channels_last=True)
         return ImageBatch(images, y[idx], torch.from_numpy(idx))
 
     return collate

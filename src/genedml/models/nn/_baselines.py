@@ -28,7 +28,6 @@ __all__ = [
     "BLEEPOutput",
     "ProjectionHead",
     "STNetNet",
-    "dihedral",
     "gather_spot_features",
     "retrieve_mean",
 ]
@@ -213,17 +212,6 @@ class BLEEPLoss(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- ST-Net
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th of the 8 flips/rotations (``k % 4`` quarter turns, then a horizontal flip if ``k ≥ 4``).
-
-    ``x`` is ``(..., H, W, C)`` (channels last, as the cut windows).
-    """
-    if not 0 <= k < 8:
-        raise ValueError(f"`k` must lie in [0, 7], got {k}.")
-    x = torch.rot90(x, k % 4, dims=(-3, -2))
-    return torch.flip(x, dims=(-2,)) if k >= 4 else x
 
 
 class STNetNet(nn.Module):

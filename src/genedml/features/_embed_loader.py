@@ -1,4 +1,4 @@
-"""Background batch producer for :func:`genedml.pp.embed`: cuts windows while the encoder computes.
+"""Background batch producer for :func:`genedml.tl.embed`: cuts windows while the encoder computes.
 
 Worker threads cut batches into a small pool of preallocated ``uint8`` buffers (NumPy copies and torch resizing
 release the GIL), so decoding/cutting overlaps the forward pass. Batches come back in order.

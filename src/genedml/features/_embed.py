@@ -1,4 +1,4 @@
-"""``gd.pp.embed``: frozen encoder features of every spot at three scales, cached on disk; ``gd.pp.load_features``."""
+"""``gd.tl.embed``: frozen encoder features of every spot at three scales, in the feature store; ``load_features``."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def embed(
 ) -> None:
     """Frozen encoder features of every spot at the target, neighbour and global scales.
 
-    Windows follow method.md §1.3 (see :func:`genedml.pp.spot_windows`): the target window is ``target_px``
+    Windows follow method.md §1.3 (see :func:`genedml.features.spot_windows`): the target window is ``target_px``
     pixels at native full resolution centred on the spot (or ``target_um`` µm resampled to ``target_px``
     pixels); the neighbour region is a 5 × 5 grid of tiles of that size, row-major, a tile not entirely inside
     the image masked and zero. Each target window is encoded once for both its tokens and its pooled feature;
@@ -85,7 +85,7 @@ def embed(
         Window resolution in µm/px (e.g. ``0.5``: 224 px cover 112 µm).
     dihedral
         Also compute the 8 flip/rotate variants of the target tokens (cache only; read them with
-        :func:`genedml.pp.load_features`). Needs ``"target"`` in ``scales`` and ``cache=True``.
+        :func:`genedml.features.load_features`). Needs ``"target"`` in ``scales`` and ``cache=True``.
     batch_size
         Windows per forward pass.
     device
@@ -118,7 +118,7 @@ def embed(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> gd.pp.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales=["global"])
+    >>> gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales=["global"])
     >>> sdata.tables["table"].obsm["genedml_test_resnet_global"].shape[1]
     96
     """
@@ -327,13 +327,13 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
 def load_features(
     sdata: SpatialData, *, encoder: str | Any, scale: str, variant: int = 0, table_key: str | None = None
 ) -> np.ndarray:
-    """Features written by :func:`genedml.pp.embed`, including the dihedral variants kept in the cache.
+    """Features written by :func:`genedml.tl.embed`, including the dihedral variants kept in the cache.
 
     Parameters
     ----------
     {sdata}
     encoder
-        Encoder identity used in :func:`~genedml.pp.embed` (e.g. ``"uni"``) or the encoder object.
+        Encoder identity used in :func:`~genedml.tl.embed` (e.g. ``"uni"``) or the encoder object.
     scale
         ``"target"``, ``"neighbor"`` or ``"global"``.
     variant
@@ -349,8 +349,8 @@ def load_features(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> gd.pp.embed(sdata, encoder="test_vit", pretrained=False, target_px=32, scales="target", dihedral=True)
-    >>> gd.pp.load_features(sdata, encoder="test_vit", scale="target", variant=3).shape[1:]
+    >>> gd.tl.embed(sdata, encoder="test_vit", pretrained=False, target_px=32, scales="target", dihedral=True)
+    >>> gd.features.load_features(sdata, encoder="test_vit", scale="target", variant=3).shape[1:]
     (5, 64)
     """
     from ..io import get_table
@@ -359,7 +359,7 @@ def load_features(
     ident = encoder if isinstance(encoder, str) else getattr(encoder, "identity", None)
     records = table.uns.get(Keys.uns, {}).get("features", {})
     if ident not in records:
-        raise KeyError(f"`encoder`={ident!r} has no features in this table (have {sorted(records)}): run gd.pp.embed.")
+        raise KeyError(f"`encoder`={ident!r} has no features in this table (have {sorted(records)}): run gd.tl.embed.")
     assert_one_of(scale, SCALES, name="scale")
     rec = records[ident]
     if scale not in list(rec["params"]["scales"]):
@@ -382,7 +382,7 @@ def _load_variant(table, rec: dict, variant: int) -> np.ndarray:
         if arrays is None:
             raise FileNotFoundError(
                 f"dihedral variant {variant} of section {sec!r} is not in the feature cache {store.root} "
-                "(cleared or moved?): run gd.pp.embed(..., dihedral=True) again."
+                "(cleared or moved?): run gd.tl.embed(..., dihedral=True) again."
             )
         out[table_rows(table, sec)] = arrays["tokens"]
     return out

@@ -1,4 +1,4 @@
-"""The compute side of :func:`genedml.pp.embed`: per-section passes over windows, resumable through the cache.
+"""The compute side of :func:`genedml.tl.embed`: per-section passes over windows, resumable through the cache.
 
 Per section the image level is opened once (decoded into memory, or read lazily chunk by chunk). The target windows
 of all spots are encoded once, giving both the target tokens and the pooled (global) feature; the neighbour tiles are
@@ -19,7 +19,7 @@ from ._embed_loader import iter_batches, plan_batches
 from ._images import open_source
 from ._windows import GRID, SectionGeometry
 
-__all__ = ["RunContext", "SectionTask", "dihedral", "run_section"]
+__all__ = ["RunContext", "SectionTask", "run_section"]
 
 CHUNK_WINDOWS = 2048
 """Windows per resumable part."""
@@ -52,20 +52,11 @@ class SectionTask:
     loaded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def dihedral(x, variant: int):
-    """Variant ``v`` of a ``(B, C, H, W)`` batch: rotate by ``90° · (v mod 4)``, then flip left–right if ``v ≥ 4``."""
-    import torch
-
-    if variant % 4:
-        x = torch.rot90(x, variant % 4, dims=(2, 3))
-    if variant >= 4:
-        x = torch.flip(x, dims=(3,))
-    return x
-
-
 def _encode_batch(ctx: RunContext, arr: np.ndarray, release, *, variant: int, input_px: int):
     """Forward one batch of ``uint8`` windows; returns ``(tokens float16, pooled float32)`` as NumPy arrays."""
     import torch
+
+    from ..encoders import dihedral
 
     enc = ctx.encoder
     x = torch.from_numpy(arr)
@@ -242,7 +233,7 @@ def run_section(ctx: RunContext, task: SectionTask, *, scales: tuple[str, ...], 
         name = f"target/{v}"
         if name not in entries:
             _save(ctx, task, name, {"tokens": _target(ctx, task, variant=v, want_tokens=True)["tokens"]})
-            entries[name] = {}  # kept on disk only (load with gd.pp.load_features)
+            entries[name] = {}  # kept on disk only (load with gd.features.load_features)
             _drop_parts(ctx, task)
     if "neighbor" in scales and "neighbor" not in entries:
         entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task, pooled))

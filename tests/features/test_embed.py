@@ -1,4 +1,4 @@
-"""gd.pp.embed: what it writes, that it matches the encoder on the windows, dedup, variants, bad input."""
+"""gd.tl.embed: what it writes, that it matches the encoder on the windows, dedup, variants, bad input."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def vit():
 @pytest.fixture
 def encoded(monkeypatch):
     """Sizes of the batches that reach the encoder."""
-    from genedml.pp import _embed_run
+    from genedml.features import _embed_run
 
     sizes: list[int] = []
     orig = _embed_run._encode_batch
@@ -73,7 +73,7 @@ def _pooled(enc, windows):
 
 def test_embed_writes_documented_slots(resnet):
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX, batch_size=64)
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, batch_size=64)
     t = sdata.tables["table"]
     n, D = t.n_obs, 96
     g, nb, tg = (Keys.features("test_resnet", s) for s in ("global", "neighbor", "target"))
@@ -93,14 +93,14 @@ def test_embed_writes_documented_slots(resnet):
 
 def test_features_equal_the_encoder_on_the_windows(resnet):
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX, batch_size=64)
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, batch_size=64)
     t = sdata.tables["table"]
     rows = gd.io.section_obs(sdata, "s2")
-    tgt = gd.pp.spot_windows(sdata, section="s2", target_px=PX)
+    tgt = gd.features.spot_windows(sdata, section="s2", target_px=PX)
     tok, pooled = _pooled(resnet, tgt.images)
     np.testing.assert_allclose(t.obsm["genedml_test_resnet_global"][rows], pooled, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(t.obsm["genedml_test_resnet_target"][rows], tok, rtol=2e-3, atol=2e-3)
-    nbw = gd.pp.spot_windows(sdata, section="s2", scale="neighbor", target_px=PX, spots=[0, 3])
+    nbw = gd.features.spot_windows(sdata, section="s2", scale="neighbor", target_px=PX, spots=[0, 3])
     feats = t.obsm["genedml_test_resnet_neighbor"][rows[[0, 3]]]
     mask = t.obsm["genedml_test_resnet_neighbor_mask"][rows[[0, 3]]]
     np.testing.assert_array_equal(mask, nbw.mask)
@@ -113,7 +113,7 @@ def test_features_equal_the_encoder_on_the_windows(resnet):
 
 def test_each_target_window_is_encoded_once_for_tokens_and_pooled(resnet, encoded):
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, scales=("target", "global"), target_px=PX, batch_size=4)
+    gd.tl.embed(sdata, encoder=resnet, scales=("target", "global"), target_px=PX, batch_size=4)
     assert sum(encoded) == sdata.tables["table"].n_obs
 
 
@@ -121,13 +121,13 @@ def test_neighbor_tiles_are_deduplicated_on_an_aligned_grid(resnet, encoded):
     """Pitch = window size: neighbour tiles are other spots' windows or shared between spots."""
     sec = _section("g", 200, 200, PX, 3, margin=36)
     sdata = build_sdata([sec])
-    gd.pp.embed(sdata, encoder=resnet, scales=("neighbor", "global"), target_px=PX, batch_size=16)
+    gd.tl.embed(sdata, encoder=resnet, scales=("neighbor", "global"), target_px=PX, batch_size=16)
     n = len(sec.xy)
     mask = sdata.tables["table"].obsm["genedml_test_resnet_neighbor_mask"]
     origins = (sec.xy[:, None, ::-1] - PX // 2 + (np.mgrid[-2:3, -2:3].reshape(2, 25).T * PX)[None]).astype(int)
     distinct = {tuple(o) for o in origins[mask]} | {tuple(o) for o in origins[:, 12]}
     assert sum(encoded) == len(distinct) < n + int(mask.sum())
-    nbw = gd.pp.spot_windows(sdata, section="g", scale="neighbor", target_px=PX, spots=[n // 2])
+    nbw = gd.features.spot_windows(sdata, section="g", scale="neighbor", target_px=PX, spots=[n // 2])
     _, ref = _pooled(resnet, nbw.images.reshape(-1, PX, PX, 3))
     got = sdata.tables["table"].obsm["genedml_test_resnet_neighbor"][n // 2]
     np.testing.assert_allclose(got[nbw.mask[0]], ref[nbw.mask[0]], rtol=1e-4, atol=1e-5)
@@ -137,14 +137,16 @@ def test_dihedral_variants_are_cached_and_loadable(vit):
     import torch
 
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=vit, scales="target", target_px=PX, dihedral=True, batch_size=64)
+    gd.tl.embed(sdata, encoder=vit, scales="target", target_px=PX, dihedral=True, batch_size=64)
     t = sdata.tables["table"]
-    v0 = gd.pp.load_features(sdata, encoder="test_vit", scale="target")
+    v0 = gd.features.load_features(sdata, encoder="test_vit", scale="target")
     np.testing.assert_array_equal(v0, t.obsm["genedml_test_vit_target"])
     assert v0.shape == (t.n_obs, 5, 64)
     rows = gd.io.section_obs(sdata, "s1")
-    win = torch.from_numpy(gd.pp.spot_windows(sdata, section="s1", target_px=PX).images.transpose(0, 3, 1, 2).copy())
-    variants = [gd.pp.load_features(sdata, encoder=vit, scale="target", variant=v) for v in range(8)]
+    win = torch.from_numpy(
+        gd.features.spot_windows(sdata, section="s1", target_px=PX).images.transpose(0, 3, 1, 2).copy()
+    )
+    variants = [gd.features.load_features(sdata, encoder=vit, scale="target", variant=v) for v in range(8)]
     for v, x in ((1, torch.rot90(win, 1, dims=(2, 3))), (6, torch.flip(torch.rot90(win, 2, dims=(2, 3)), dims=(3,)))):
         with torch.no_grad():
             ref = vit.forward_tokens(vit.prepare(x)).numpy()
@@ -153,18 +155,18 @@ def test_dihedral_variants_are_cached_and_loadable(vit):
         for b in range(a + 1, 8):
             assert not np.allclose(variants[a], variants[b])
     with pytest.raises(ValueError, match="variant"):
-        gd.pp.load_features(sdata, encoder="test_vit", scale="target", variant=8)
+        gd.features.load_features(sdata, encoder="test_vit", scale="target", variant=8)
 
 
 def test_sections_subset_then_the_rest_merges(resnet, encoded):
     sdata = _sdata()
     t = sdata.tables["table"]
     r1, r2 = gd.io.section_obs(sdata, "s1"), gd.io.section_obs(sdata, "s2")
-    gd.pp.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections=["s2"])
+    gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections=["s2"])
     g = t.obsm["genedml_test_resnet_global"]
     assert np.isnan(g[r1]).all() and np.isfinite(g[r2]).all()
     assert sum(encoded) == len(r2)
-    gd.pp.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections="s1")
+    gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections="s1")
     g2 = t.obsm["genedml_test_resnet_global"]
     assert np.isfinite(g2).all()
     np.testing.assert_array_equal(g2[r2], g[r2])
@@ -172,20 +174,20 @@ def test_sections_subset_then_the_rest_merges(resnet, encoded):
 
 
 def test_lazy_reading_and_thread_counts_give_identical_features(resnet, monkeypatch):
-    from genedml.pp import _images
+    from genedml.features import _images
 
     ref = _sdata()
-    gd.pp.embed(ref, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=0)
+    gd.tl.embed(ref, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=0)
     monkeypatch.setattr(_images, "INMEMORY_MAX_BYTES", 0)  # force chunk-wise reading
     lazy = _sdata()
-    gd.pp.embed(lazy, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=2)
+    gd.tl.embed(lazy, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=2)
     for key in ("genedml_test_resnet_global", "genedml_test_resnet_neighbor", "genedml_test_resnet_neighbor_mask"):
         np.testing.assert_allclose(lazy.tables["table"].obsm[key], ref.tables["table"].obsm[key], rtol=1e-5, atol=1e-6)
 
 
 def test_physical_size_is_recorded(resnet):
     sdata = _sdata()  # 0.5 µm/px
-    gd.pp.embed(sdata, encoder=resnet, scales="global", target_px=16, target_mpp=1.0)
+    gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=16, target_mpp=1.0)
     rec = sdata.tables["table"].uns["genedml"]["features"]["test_resnet"]
     assert rec["params"]["mode"] == "physical" and rec["params"]["target_um"] == pytest.approx(16.0)
     assert rec["sections"]["s1"]["crop_px"] == 32 and rec["sections"]["s1"]["window_um"] == pytest.approx(16.0)
@@ -193,7 +195,7 @@ def test_physical_size_is_recorded(resnet):
 
 def test_amp_on_cpu_warns(resnet):
     with pytest.warns(UserWarning, match="amp"):
-        gd.pp.embed(_sdata(), encoder=resnet, scales="global", target_px=PX, amp=True, cache=False)
+        gd.tl.embed(_sdata(), encoder=resnet, scales="global", target_px=PX, amp=True, cache=False)
 
 
 def _replace_image(sdata, arr):
@@ -209,42 +211,42 @@ def test_bad_input_gives_clear_errors(resnet):
 
     kw = {"encoder": resnet, "target_px": PX, "scales": "global"}
     with pytest.raises(ValueError, match="not a registered encoder"):
-        gd.pp.embed(_sdata(), encoder="no_such_encoder_abc", target_px=PX)
+        gd.tl.embed(_sdata(), encoder="no_such_encoder_abc", target_px=PX)
     with pytest.raises(ValueError, match="scales"):
-        gd.pp.embed(_sdata(), encoder=resnet, scales=("target", "cls"))
+        gd.tl.embed(_sdata(), encoder=resnet, scales=("target", "cls"))
     with pytest.raises(ValueError, match="dihedral"):
-        gd.pp.embed(_sdata(), encoder=resnet, scales="global", dihedral=True)
+        gd.tl.embed(_sdata(), encoder=resnet, scales="global", dihedral=True)
     with pytest.raises(ValueError, match="batch_size"):
-        gd.pp.embed(_sdata(), encoder=resnet, batch_size=0)
+        gd.tl.embed(_sdata(), encoder=resnet, batch_size=0)
     with pytest.raises(KeyError, match="sections"):
-        gd.pp.embed(_sdata(), sections=["nope"], **kw)
+        gd.tl.embed(_sdata(), sections=["nope"], **kw)
     sec = _section("s1", 120, 100, 30, 0)
     sec.xy[2] = (150.0, 10.0)  # right of the 100 px wide image
     with pytest.raises(ValueError, match="outside the 100×120 px image"):
-        gd.pp.embed(build_sdata([sec]), **kw)
+        gd.tl.embed(build_sdata([sec]), **kw)
     sdata = _sdata()
     set_transformation(sdata.shapes["s1_spots"], {"s1": Identity()}, set_all=True)
     with pytest.raises(ValueError, match="pixel size"):
-        gd.pp.embed(sdata, **kw)
+        gd.tl.embed(sdata, **kw)
     sdata = _sdata()
     _replace_image(sdata, np.zeros((4, 120, 100), np.uint8))
     with pytest.raises(ValueError, match="3 channels"):
-        gd.pp.embed(sdata, **kw)
+        gd.tl.embed(sdata, **kw)
     sdata = _sdata()
     _replace_image(sdata, np.zeros((3, 120, 100), np.float32))
     with pytest.raises(ValueError, match="uint8"):
-        gd.pp.embed(sdata, **kw)
+        gd.tl.embed(sdata, **kw)
 
 
 def test_load_features_errors(resnet):
     sdata = _sdata()
-    with pytest.raises(KeyError, match=r"run gd\.pp\.embed"):
-        gd.pp.load_features(sdata, encoder="test_resnet", scale="global")
-    gd.pp.embed(sdata, encoder=resnet, scales="global", target_px=PX)
+    with pytest.raises(KeyError, match=r"run gd\.tl\.embed"):
+        gd.features.load_features(sdata, encoder="test_resnet", scale="global")
+    gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=PX)
     with pytest.raises(KeyError, match="was not embedded"):
-        gd.pp.load_features(sdata, encoder="test_resnet", scale="neighbor")
+        gd.features.load_features(sdata, encoder="test_resnet", scale="neighbor")
     with pytest.raises(ValueError, match="dihedral"):
-        gd.pp.load_features(sdata, encoder="test_resnet", scale="global", variant=2)
+        gd.features.load_features(sdata, encoder="test_resnet", scale="global", variant=2)
 
 
 def test_pp_imports_without_torch():
@@ -259,7 +261,7 @@ def test_provenance_survives_writing_the_table(resnet, tmp_path):
     import anndata as ad
 
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, scales=("neighbor", "global"), target_px=PX)
+    gd.tl.embed(sdata, encoder=resnet, scales=("neighbor", "global"), target_px=PX)
     path = tmp_path / "table.h5ad"
     sdata.tables["table"].write_h5ad(path)
     back = ad.read_h5ad(path)

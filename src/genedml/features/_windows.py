@@ -1,4 +1,4 @@
-"""Window geometry of the three scales (method.md §1.3) and ``gd.pp.spot_windows`` to look at them.
+"""Window geometry of the three scales (method.md §1.3) and ``gd.features.spot_windows`` to look at them.
 
 * **target**: a square window centred on the spot, ``target_px`` pixels a side at native full resolution
   (the paper's choice), or a physical size (``target_um`` at ``target_mpp`` µm/px) resampled;
@@ -212,7 +212,7 @@ def spot_windows(
     target_mpp: float | None = None,
     table_key: str | None = None,
 ) -> SpotWindows:
-    """Cut the target or neighbour windows of spots, exactly as :func:`genedml.pp.embed` feeds them to the encoder.
+    """Cut the target or neighbour windows of spots, exactly as :func:`genedml.tl.embed` feeds them to the encoder.
 
     Parameters
     ----------
@@ -234,14 +234,14 @@ def spot_windows(
 
     Returns
     -------
-    :class:`~genedml.pp.SpotWindows` with ``images``, ``mask`` and ``info``.
+    :class:`~genedml.features.SpotWindows` with ``images``, ``mask`` and ``info``.
 
     Examples
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> sec = gd.io.sections(sdata)[0]
-    >>> w = gd.pp.spot_windows(sdata, section=sec, scale="neighbor", spots=[0], target_px=32)
+    >>> w = gd.features.spot_windows(sdata, section=sec, scale="neighbor", spots=[0], target_px=32)
     >>> w.images.shape, w.mask.shape
     ((1, 25, 32, 32, 3), (1, 25))
     """

@@ -1,4 +1,4 @@
-"""On-disk feature cache of :func:`genedml.pp.embed`.
+"""On-disk feature cache of :func:`genedml.tl.embed`.
 
 One entry per (section image, scale, augmentation variant), named by a hash of everything that changes its
 content. Entries and the partial results of an unfinished computation (*parts*) are ``.npz`` files written to a

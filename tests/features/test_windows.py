@@ -41,7 +41,7 @@ def test_target_window_is_centred_on_its_spot():
     xy = [(30, 40), (70, 40), (100, 90), (51, 77)]
     for i, (x, y) in enumerate(xy):
         img[y, x] = (i + 1, 200, 7)
-    w = gd.pp.spot_windows(_sdata(img, xy), section="s1", scale="target", target_px=N)
+    w = gd.features.spot_windows(_sdata(img, xy), section="s1", scale="target", target_px=N)
     assert w.images.shape == (4, N, N, 3) and w.images.dtype == np.uint8
     for i, (x, y) in enumerate(xy):
         win = w.images[i]
@@ -57,7 +57,7 @@ def test_neighbor_tile_rc_contains_its_marker_row_major():
     for r in range(5):
         for c in range(5):
             img[cy + (r - 2) * N, cx + (c - 2) * N] = (10 * r + c + 1, 0, 255)
-    w = gd.pp.spot_windows(_sdata(img, [(cx, cy)]), section="s1", scale="neighbor", target_px=N)
+    w = gd.features.spot_windows(_sdata(img, [(cx, cy)]), section="s1", scale="neighbor", target_px=N)
     assert w.images.shape == (1, 25, N, N, 3)
     assert w.mask.all()
     for r in range(5):
@@ -67,7 +67,7 @@ def test_neighbor_tile_rc_contains_its_marker_row_major():
             y0, x0 = cy - N // 2 + (r - 2) * N, cx - N // 2 + (c - 2) * N
             np.testing.assert_array_equal(tile, img[y0 : y0 + N, x0 : x0 + N])
     # the centre tile is the target window
-    tgt = gd.pp.spot_windows(_sdata(img, [(cx, cy)]), section="s1", target_px=N).images[0]
+    tgt = gd.features.spot_windows(_sdata(img, [(cx, cy)]), section="s1", target_px=N).images[0]
     np.testing.assert_array_equal(w.images[0, 12], tgt)
 
 
@@ -83,7 +83,7 @@ def test_neighbor_tile_rc_contains_its_marker_row_major():
 )
 def test_neighbor_mask_at_each_border(xy, masked_rows, masked_cols):
     img = _blank(200, 200)
-    w = gd.pp.spot_windows(_sdata(img, [xy]), section="s1", scale="neighbor", target_px=N)
+    w = gd.features.spot_windows(_sdata(img, [xy]), section="s1", scale="neighbor", target_px=N)
     x, y = xy
     # hand computation: tile (r, c) spans [y - 8 + (r-2)*16, +16) × [x - 8 + (c-2)*16, +16)
     expect = np.ones((5, 5), bool)
@@ -105,7 +105,7 @@ def test_partly_outside_target_window_is_zero_padded_not_shifted():
     img = np.random.default_rng(0).integers(1, 255, (60, 50, 3), dtype=np.uint8)
     xy = [(3, 30), (45, 57)]  # near the left edge; near the bottom-right corner
     with pytest.warns(UserWarning, match=r"section 's1': \d+% of the target windows' pixels are zero padding"):
-        w = gd.pp.spot_windows(_sdata(img, xy), section="s1", target_px=N).images
+        w = gd.features.spot_windows(_sdata(img, xy), section="s1", target_px=N).images
     left = w[0]
     assert (left[:, :5] == 0).all()  # x from -5 to -1 is outside
     np.testing.assert_array_equal(left[:, 5:], img[22:38, 0:11])
@@ -137,8 +137,8 @@ def test_physical_windows_cover_the_same_um_at_different_pyramid_levels():
     multi = _sdata(_two_level(img, 0.5), xy, pixel_size=0.5)
     single = _sdata(img, xy, pixel_size=0.5)
     # 32 µm at 2 µm/px = 16 px: 4 full-res px per output px → level 1 (2×) cut 32 px and resampled
-    wm = gd.pp.spot_windows(multi, section="s1", target_px=N, target_um=32.0)
-    ws = gd.pp.spot_windows(single, section="s1", target_px=N, target_um=32.0)
+    wm = gd.features.spot_windows(multi, section="s1", target_px=N, target_um=32.0)
+    ws = gd.features.spot_windows(single, section="s1", target_px=N, target_um=32.0)
     assert wm.info["level"] == 1 and wm.info["crop_px"] == 32
     assert ws.info["level"] == 0 and ws.info["crop_px"] == 64
     assert wm.info["window_um"] == pytest.approx(32.0) == ws.info["window_um"]
@@ -148,11 +148,11 @@ def test_physical_windows_cover_the_same_um_at_different_pyramid_levels():
         inner = got.reshape(4, 4, 4, 4, 3)[:, 1:3, :, 1:3].mean(axis=(1, 3))  # block interiors
         np.testing.assert_allclose(inner, expect, atol=1)
     # at 1 µm/px the wanted resolution is 2 full px per output px → level 1 without resampling
-    w1 = gd.pp.spot_windows(multi, section="s1", target_px=N, target_mpp=1.0)
+    w1 = gd.features.spot_windows(multi, section="s1", target_px=N, target_mpp=1.0)
     assert w1.info["level"] == 1 and w1.info["crop_px"] == N and w1.info["window_um"] == pytest.approx(16.0)
     np.testing.assert_array_equal(w1.images[0], img[112:144:2, 112:144:2])
     # finer than the finest level → level 0, upsampled
-    w0 = gd.pp.spot_windows(multi, section="s1", target_px=N, target_mpp=0.25)
+    w0 = gd.features.spot_windows(multi, section="s1", target_px=N, target_mpp=0.25)
     assert w0.info["level"] == 0 and w0.info["crop_px"] == 8
 
 
@@ -173,8 +173,8 @@ def test_image_stored_at_lower_resolution_uses_its_scale_transform():
     from spatialdata.transformations import get_transformation
 
     assert isinstance(get_transformation(sd_low.images["s1_hne"], "s1"), Scale)
-    wl = gd.pp.spot_windows(sd_low, section="s1", target_px=32)
-    wf = gd.pp.spot_windows(sd_full, section="s1", target_px=32)
+    wl = gd.features.spot_windows(sd_low, section="s1", target_px=32)
+    wf = gd.features.spot_windows(sd_full, section="s1", target_px=32)
     assert wl.info["crop_px"] == 16 and wl.info["window_um"] == pytest.approx(32.0)
     assert wf.info["crop_px"] == 32
     # window [48, 80)² of full-res pixels: blocks of 16 → 2 × 2 blocks; upsampled ×2 from the stored image
@@ -196,19 +196,19 @@ def test_image_stored_at_lower_resolution_uses_its_scale_transform():
 def test_spot_windows_bad_arguments(kwargs, match):
     sdata = _sdata(_blank(64, 64), [(32, 32)])
     with pytest.raises(ValueError, match=match):
-        gd.pp.spot_windows(sdata, section="s1", **kwargs)
+        gd.features.spot_windows(sdata, section="s1", **kwargs)
 
 
 def test_spot_outside_image_is_an_error():
     sdata = _sdata(_blank(64, 64), [(32, 32), (70, 10)])
     with pytest.raises(ValueError, match="outside the 64×64 px image"):
-        gd.pp.spot_windows(sdata, section="s1", target_px=N)
+        gd.features.spot_windows(sdata, section="s1", target_px=N)
 
 
 def test_lazy_chunked_reading_cuts_the_same_pixels_as_in_memory():
     import dask.array as da
 
-    from genedml.pp._images import Level, _InMemory, _Lazy
+    from genedml.features._images import Level, _InMemory, _Lazy
 
     rng = np.random.default_rng(4)
     arr = rng.integers(0, 256, (3, 90, 70), dtype=np.uint8)

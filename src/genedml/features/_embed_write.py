@@ -1,4 +1,4 @@
-"""Write-back of :func:`genedml.pp.embed`: the ``obsm`` feature arrays and the ``uns`` provenance record.
+"""Write-back of :func:`genedml.tl.embed`: the ``obsm`` feature arrays and the ``uns`` provenance record.
 
 Arrays are filled section by section as each finishes (so at most one section's results exist twice) and are put
 into the table only by :meth:`FeatureWriter.finish`, together with the record: a failed call leaves the table as

@@ -1,4 +1,4 @@
-"""The feature cache of gd.pp.embed: hits, misses per key part, atomic writes, resume after interruption."""
+"""The feature cache of gd.tl.embed: hits, misses per key part, atomic writes, resume after interruption."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import genedml as gd
 from genedml.io import SectionData, build_sdata
-from genedml.pp import _cache, _embed_run
+from genedml.features import _cache, _embed_run
 
 PX = 32
 G = "genedml_test_resnet_global"
@@ -56,13 +56,13 @@ def _files(root, pattern="*.npz"):
 
 def test_repeated_call_is_a_hit_without_any_forward(resnet, encoded):
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX)
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX)
     first = {k: v.copy() for k, v in sdata.tables["table"].obsm.items()}
     n_first = sum(encoded)
     assert n_first > 0 and len(_files(gd.settings.cachedir)) == 3  # global, neighbor, target/0
     encoded.clear()
     again = _sdata()  # a new object with the same content
-    gd.pp.embed(again, encoder=resnet, target_px=PX)
+    gd.tl.embed(again, encoder=resnet, target_px=PX)
     assert encoded == []
     for k, v in first.items():
         np.testing.assert_array_equal(again.tables["table"].obsm[k], v)
@@ -80,10 +80,10 @@ def test_repeated_call_is_a_hit_without_any_forward(resnet, encoded):
 )
 def test_every_key_part_invalidates(resnet, encoded, part, change):
     base = {"encoder": resnet, "target_px": PX, "scales": "global"}
-    gd.pp.embed(_sdata(), **base)
+    gd.tl.embed(_sdata(), **base)
     encoded.clear()
     sdata = _sdata(change.get("seed", 0), shift=change.get("shift"))
-    gd.pp.embed(sdata, **{**base, **change.get("kwargs", {})})
+    gd.tl.embed(sdata, **{**base, **change.get("kwargs", {})})
     n = sdata.tables["table"].n_obs
     if part == "scale":  # global is a hit and feeds the centre tiles; only the other neighbour tiles run
         assert 0 < sum(encoded) and NB in sdata.tables["table"].obsm
@@ -96,44 +96,44 @@ def test_changed_weights_and_encoder_miss(resnet, encoded, tmp_path):
 
     from genedml.encoders import create_encoder
 
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="global")
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global")
     n = sum(encoded)
     encoded.clear()
     sd = {k: v + 0.01 if v.is_floating_point() else v for k, v in resnet.model.state_dict().items()}
     torch.save(sd, tmp_path / "w.pth")
     other = create_encoder("test_resnet", weights=tmp_path / "w.pth", device="cpu")
-    gd.pp.embed(_sdata(), encoder=other, target_px=PX, scales="global")
+    gd.tl.embed(_sdata(), encoder=other, target_px=PX, scales="global")
     assert sum(encoded) == n
     encoded.clear()
-    gd.pp.embed(_sdata(), encoder="test_vit", pretrained=False, target_px=PX, scales="global")
+    gd.tl.embed(_sdata(), encoder="test_vit", pretrained=False, target_px=PX, scales="global")
     assert sum(encoded) == n
 
 
 def test_variants_have_their_own_entries(resnet, encoded):
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="target")
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="target")
     n = sum(encoded)
     encoded.clear()
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="target", dihedral=True)
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="target", dihedral=True)
     assert sum(encoded) == 7 * n  # variant 0 is a hit, 1..7 are new
     assert len(_files(gd.settings.cachedir)) == 8
 
 
 def test_cache_false_neither_reads_nor_writes(resnet, encoded):
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
     assert sum(encoded) == 2 * _sdata().tables["table"].n_obs
     assert _files(gd.settings.cachedir) == []
 
 
 def test_corrupt_entry_is_a_miss_and_is_rewritten(resnet, encoded):
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX, scales="global")
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales="global")
     ref = sdata.tables["table"].obsm[G].copy()
     (entry,) = _files(gd.settings.cachedir)
     entry.write_bytes(entry.read_bytes()[:50])  # truncated
     encoded.clear()
     again = _sdata()
-    gd.pp.embed(again, encoder=resnet, target_px=PX, scales="global")
+    gd.tl.embed(again, encoder=resnet, target_px=PX, scales="global")
     assert sum(encoded) == again.tables["table"].n_obs
     np.testing.assert_allclose(again.tables["table"].obsm[G], ref, rtol=1e-5, atol=1e-6)
     assert _cache.FeatureCache(gd.settings.cachedir).load(entry.stem) is not None
@@ -155,7 +155,7 @@ def test_interrupted_embedding_resumes_without_corrupt_entries(resnet, monkeypat
     gd.settings.cachedir = tmp_path / "ref"
     monkeypatch.setattr(_embed_run, "_encode_batch", counting)
     ref = _sdata()
-    gd.pp.embed(ref, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4)
+    gd.tl.embed(ref, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4)
     n_spots, n_total = ref.tables["table"].n_obs, sum(sizes)
 
     gd.settings.cachedir = tmp_path / "run"
@@ -171,7 +171,7 @@ def test_interrupted_embedding_resumes_without_corrupt_entries(resnet, monkeypat
     monkeypatch.setattr(_embed_run, "_encode_batch", failing)
     sdata = _sdata()
     with pytest.raises(_Boom):  # with a background loader thread, which must shut down cleanly
-        gd.pp.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4, num_workers=1)
+        gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4, num_workers=1)
     root = gd.settings.cachedir
     parts = sorted(root.rglob("parts/*.npz"))
     assert len(_files(root)) == 1 and len(parts) == 1  # the finished global entry + one finished neighbour part
@@ -184,7 +184,7 @@ def test_interrupted_embedding_resumes_without_corrupt_entries(resnet, monkeypat
     # resume: the global entry and the finished part are reused; only the rest of the neighbour pass runs
     sizes.clear()
     monkeypatch.setattr(_embed_run, "_encode_batch", counting)
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4)
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4)
     assert sum(sizes) == n_total - n_spots - 8
     for key in (G, NB, NB + "_mask"):
         np.testing.assert_allclose(sdata.tables["table"].obsm[key], ref.tables["table"].obsm[key], rtol=1e-5, atol=1e-6)
@@ -200,11 +200,11 @@ def test_a_write_killed_midway_leaves_no_entry(resnet, monkeypatch):
 
     monkeypatch.setattr(_cache.np, "savez", half_then_die)
     with pytest.raises(_Boom):
-        gd.pp.embed(_sdata(), encoder=resnet, target_px=PX, scales="global")
+        gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global")
     assert _files(gd.settings.cachedir) == []
     monkeypatch.setattr(_cache.np, "savez", real_savez)
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX, scales="global")
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales="global")
     assert np.isfinite(sdata.tables["table"].obsm[G]).all() and len(_files(gd.settings.cachedir)) == 1
 
 
@@ -225,7 +225,7 @@ def test_feature_cache_unit(tmp_path):
 
 
 def test_cache_hit_runs_no_forward_pass_at_all(resnet, monkeypatch):
-    gd.pp.embed(_sdata(), encoder=resnet, target_px=PX)
+    gd.tl.embed(_sdata(), encoder=resnet, target_px=PX)
 
     def no_forward(*args, **kwargs):
         raise AssertionError("the encoder ran on a cache hit")
@@ -233,5 +233,5 @@ def test_cache_hit_runs_no_forward_pass_at_all(resnet, monkeypatch):
     monkeypatch.setattr(resnet.model, "forward_features", no_forward)
     monkeypatch.setattr(resnet, "_n_tokens", {})  # even the token count must come from the cache
     sdata = _sdata()
-    gd.pp.embed(sdata, encoder=resnet, target_px=PX)
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX)
     assert sdata.tables["table"].uns["genedml"]["features"]["test_resnet"]["T"] == 1

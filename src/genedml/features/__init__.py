@@ -1,0 +1,11 @@
+"""Frozen-encoder features: spot windows, the embedding pass and the on-disk feature store (``gd.features``).
+
+This package sits on the model floor beside :mod:`genedml.encoders`: it cuts windows from the section images, runs the
+encoder (torch loads only inside the functions) and keeps the results in a content-addressed store on disk, out of the
+user's table. :func:`genedml.tl.embed` is the same function as :func:`embed`.
+"""
+
+from ._embed import SCALES, embed, load_features
+from ._windows import SpotWindows, spot_windows
+
+__all__ = ["SCALES", "SpotWindows", "embed", "load_features", "spot_windows"]
