@@ -5,7 +5,18 @@ encoder (torch loads only inside the functions) and keeps the results in a conte
 user's table. :func:`genedml.tl.embed` is the same function as :func:`embed`.
 """
 
-from ._embed import SCALES, embed, load_features
+from ._embed import SCALES, compute_features, embed, load_features, open_features
+from ._store import FeatureSet, Rows
 from ._windows import SpotWindows, spot_windows
 
-__all__ = ["SCALES", "SpotWindows", "embed", "load_features", "spot_windows"]
+__all__ = [
+    "SCALES",
+    "FeatureSet",
+    "Rows",
+    "SpotWindows",
+    "compute_features",
+    "embed",
+    "load_features",
+    "open_features",
+    "spot_windows",
+]
