@@ -113,6 +113,7 @@ class SpotModel:
         self.genes_: list[str] | None = None
         self.normalize_: dict | None = None
         self.encoder_info_: dict | None = None
+        self.features_: dict | None = None  # provenance of the training features (parameters, per-section geometry)
         self.in_dim_: int | None = None
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
@@ -321,6 +322,8 @@ class SpotModel:
             progress=resolve_progress(progress),
         )
         self._check_encoder(fs.record)
+        if y is not None:  # training: the model keeps the provenance of its features (no arrays)
+            self.features_ = _plain({k: v for k, v in fs.record.items() if k != "store"})
         table = gio.get_table(sdata, table_key=table_key)
         sec_col = table.obs[Keys.section].astype(str).to_numpy()
         rows = np.flatnonzero(np.isin(sec_col, sections))
