@@ -164,8 +164,8 @@ class SpotModel:
         """
         from .. import io as gio
         from .. import pp
+        from .._snapshot import restore_table, table_state
         from ..dataloaders import inner_validation_split
-        from ..io._snapshot import restore_table, table_state
 
         table = gio.get_table(sdata, table_key=table_key)
         all_secs = gio.sections(sdata, table_key=table_key)
@@ -199,7 +199,7 @@ class SpotModel:
             assert_positive_int(n_genes, name="n_genes")
         if not isinstance(smooth, bool):
             raise ValueError(f"`smooth` must be a bool, got {smooth!r}.")
-        from ..pp._normalize import _RECIPES
+        from ..pp import RECIPES as _RECIPES
 
         if normalize not in _RECIPES:  # checked here: `pp.normalize` would name its own argument, `recipe`
             raise ValueError(f"`normalize` must be one of {list(_RECIPES)}, got {normalize!r}.")
@@ -468,7 +468,7 @@ class SpotModel:
         weights
             The weights file (``.safetensors``, or a torch file holding tensors only).
         """
-        from ..encoders._weights import file_sha256
+        from .._utils import file_sha256
 
         p = Path(weights).expanduser()
         if not p.is_file():
@@ -585,7 +585,7 @@ def _combined_hash(name: str, file_hash: str) -> str | None:
     parts = str(name).split("+")
     if len(parts) < 2:
         return None
-    from ..encoders._feature_encoders import MORPHOLOGY_VERSION
+    from ..encoders import MORPHOLOGY_VERSION
 
     morph = hashlib.sha256(MORPHOLOGY_VERSION.encode()).hexdigest()
     return hashlib.sha256("|".join(morph if q == "morphology" else file_hash for q in parts).encode()).hexdigest()
