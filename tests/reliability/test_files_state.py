@@ -95,10 +95,9 @@ def test_weights_file_with_code_never_runs_through_the_api(tmp_path, sdata, entr
 def test_lightning_checkpoint_with_objects_is_refused_with_a_conversion_hint(tmp_path):
     import argparse
 
-    from genedml.encoders import create_encoder
-    from genedml.encoders._encoder import _build_architecture, _resolve_spec
+    from genedml.encoders import build_architecture, create_encoder, resolve_spec
 
-    sd = _build_architecture(_resolve_spec("test_resnet")).state_dict()
+    sd = build_architecture(resolve_spec("test_resnet")).state_dict()
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": sd, "hyper_parameters": argparse.Namespace(lr=1e-3)}, path)
     with pytest.raises(ValueError) as info:

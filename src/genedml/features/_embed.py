@@ -127,7 +127,7 @@ def embed(
     >>> gd.features.load_features(sdata, encoder="test_resnet", scale="global").shape[1]
     96
     """
-    from ..io import get_table
+    from .._data_model import get_table
 
     fs = compute_features(
         sdata, encoder=encoder, scales=scales, weights=weights, pretrained=pretrained, target_px=target_px,
@@ -238,7 +238,7 @@ def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pre
 
 
 def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_key: str | None) -> list[str]:
-    from ..io import sections as all_sections
+    from .._data_model import sections as all_sections
 
     avail = all_sections(sdata, table_key=table_key)
     if sections is None:
@@ -253,7 +253,7 @@ def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_
 def _section_input(
     sdata, section: str, spec: WindowSpec, table_key
 ) -> tuple[SectionImage, np.ndarray, SectionGeometry]:
-    from ..io import pixel_size, spot_centers
+    from .._data_model import pixel_size, spot_centers
 
     image = SectionImage.from_sdata(sdata, section)
     try:
@@ -424,7 +424,7 @@ def load_features(
     >>> gd.features.load_features(sdata, encoder="test_vit", scale="target", variant=3).shape[1:]
     (5, 64)
     """
-    from ..io import get_table
+    from .._data_model import get_table
 
     table = get_table(sdata, table_key=table_key)
     assert_one_of(scale, SCALES, name="scale")

@@ -455,7 +455,7 @@ class SpotModel:
         weights
             The weights file (``.safetensors``, or a torch file holding tensors only).
         """
-        from ..encoders._weights import file_sha256
+        from .._utils import file_sha256
 
         p = Path(weights).expanduser()
         if not p.is_file():
@@ -584,7 +584,7 @@ def _combined_hash(name: str, file_hash: str) -> str | None:
     parts = str(name).split("+")
     if len(parts) < 2:
         return None
-    from ..encoders._feature_encoders import MORPHOLOGY_VERSION
+    from ..encoders import MORPHOLOGY_VERSION
 
     morph = hashlib.sha256(MORPHOLOGY_VERSION.encode()).hexdigest()
     return hashlib.sha256("|".join(morph if q == "morphology" else file_hash for q in parts).encode()).hexdigest()

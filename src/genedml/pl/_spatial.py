@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._data_model import get_table, image_shape
 from .._keys import Keys
 from .._validators import assert_one_of, assert_positive_int
-from ..io._model import get_table, image_shape
 from ..metrics import pearson_per_gene
 from . import _utils as u
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._data_model import get_table, image_shape
 from .._keys import Keys
-from ..io._model import get_table, image_shape
 from ._utils import add_circles, check_sections, crop_box, section_geometry, section_labels, show_he, thumbnail
 
 if TYPE_CHECKING:

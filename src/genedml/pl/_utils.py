@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._data_model import get_table, image_shape
 from .._keys import Keys
-from ..io._model import get_table, image_shape
-from ..io._views import section_thumbnail
+from ..io import section_thumbnail
 
 if TYPE_CHECKING:
     import anndata as ad

@@ -4,7 +4,8 @@ Windows, the embedding pass and the feature store live in :mod:`genedml.features
 """
 
 from ._genes import select_genes
-from ._normalize import _RECIPES as RECIPES
+from ._normalize import RECIPES as RECIPES
+from ._normalize import detect_grid as detect_grid
 from ._normalize import normalize, normalize_counts, smooth_grid
 from ._spot_grid import spot_grid
 

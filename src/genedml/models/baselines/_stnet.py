@@ -235,8 +235,9 @@ def _progress(items: list[str], progress: bool | None):
 
 def _backbone(enc, *, pretrained_weights: bool) -> tuple[torch.nn.Module, dict]:
     """The timm model to fine-tune: pretrained as the settings say, or the bare architecture (to load a checkpoint)."""
+    from ...encoders import build_architecture as _build_architecture
     from ...encoders import create_encoder
-    from ...encoders._encoder import _build_architecture, _resolve_spec
+    from ...encoders import resolve_spec as _resolve_spec
 
     if pretrained_weights:
         frozen = create_encoder(enc.name, pretrained=enc.pretrained, weights=enc.weights, device="cpu")
