@@ -119,13 +119,16 @@ def _write_entry(path: Path, key: str, arrays: dict[str, np.ndarray], meta: dict
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=path.parent))
         try:
+            digests = {}
             for name, arr in arrays.items():
                 with open(tmp / f"{name}.npy", "wb") as fh:
                     np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
                     fh.flush()
                     os.fsync(fh.fileno())
+                digests[name] = _file_sha256(tmp / f"{name}.npy")
             shapes = {k: list(np.shape(v)) for k, v in arrays.items()}
-            (tmp / _META_FILE).write_text(json.dumps({"key": key, "arrays": shapes, **(meta or {})}, default=str))
+            record = {"key": key, "arrays": shapes, "sha256": digests, **(meta or {})}
+            (tmp / _META_FILE).write_text(json.dumps(record, default=str))
             if path.exists():  # a concurrent writer finished first: same content by construction
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
@@ -146,6 +149,7 @@ def _read_entry(path: Path, key: str) -> dict[str, np.ndarray] | None:
         if meta.get("key") != key:
             raise ValueError(f"entry key {meta.get('key')!r} does not match the folder name")
         out = {}
+        _verify_once(path, meta)
         for name, shape in meta["arrays"].items():
             arr = np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             if list(arr.shape) != list(shape):
@@ -160,12 +164,41 @@ def _read_entry(path: Path, key: str) -> dict[str, np.ndarray] | None:
         return None
 
 
+_VERIFIED: set[tuple] = set()
+
+
+def _verify_once(path: Path, meta: dict) -> None:
+    """Check each array file's sha256 against ``meta.json`` once per process (and again if a file changes).
+
+    A memory map would otherwise read a flipped byte as a valid number; the check streams the files at disk speed
+    (and warms the page cache that the batches read from afterwards).
+    """
+    for name, digest in meta.get("sha256", {}).items():
+        f = path / f"{name}.npy"
+        st = f.stat()
+        memo = (str(f), st.st_size, st.st_mtime_ns)
+        if memo in _VERIFIED:
+            continue
+        if _file_sha256(f) != digest:
+            raise ValueError(f"array {name!r} does not match its recorded sha256")
+        _VERIFIED.add(memo)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _cache_error(err: OSError, root) -> OSError:
     """Name the store folder the user chose, not our temporary file."""
     return OSError(
         err.errno,
         f"cannot write the feature store in {str(root)!r} (`gd.settings.cachedir`): {err.strerror or err}. "
-        "Point `gd.settings.cachedir` to a writable folder with free space.",
+        "Point `gd.settings.cachedir` to a writable folder with free space (`cache=False` writes to the system's "
+        "temporary folder instead).",
     )
 
 
