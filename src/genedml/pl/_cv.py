@@ -56,6 +56,7 @@ def fold_stats(data: pd.DataFrame, *, metrics: Sequence[str], methods: Sequence[
     return out.reindex(order)
 
 
+@f.figure_docs
 def cv_summary(
     data: pd.DataFrame,
     *,
@@ -83,16 +84,7 @@ def cv_summary(
         Methods to show, in this order; ``None`` shows all in order of appearance.
     ax
         One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per metric).
+    {figure}
 
     Examples
     --------
@@ -163,6 +155,7 @@ def _variant_label(name: str, reference: str | None) -> str:
     return name.replace("_", " ")
 
 
+@f.figure_docs
 def ablation(
     data: pd.DataFrame,
     *,
@@ -193,16 +186,7 @@ def ablation(
         Variants to show, top to bottom; ``None`` shows the reference first, then the rest in order of appearance.
     ax
         One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per metric).
+    {figure}
 
     Examples
     --------

@@ -125,3 +125,26 @@ def single_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, 
 
 def _sequence(obj) -> bool:
     return isinstance(obj, Sequence | np.ndarray) and not isinstance(obj, str)
+
+
+_FIGURE_PARAMS = """show
+        Call ``plt.show()`` at the end.
+    save
+        File to write the figure to (format from the suffix), atomically; checked before drawing.
+    overwrite
+        Replace an existing ``save`` file (otherwise `FileExistsError`).
+
+    Returns
+    -------
+    The matplotlib Figure (the root Figure of ``ax`` when given); its Axes are ``fig.axes``."""
+
+
+def figure_docs(func):
+    """Put the shared parameters and the Returns section where a docstring says ``{figure}``.
+
+    ``{figure}`` stands as the last line of the Parameters section: it becomes ``show``, ``save``, ``overwrite`` and
+    the Returns section (the Figure).
+    """
+    if func.__doc__:
+        func.__doc__ = func.__doc__.replace("{figure}", _FIGURE_PARAMS)
+    return func

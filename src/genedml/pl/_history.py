@@ -34,6 +34,7 @@ _NAMES = {
 }
 
 
+@f.figure_docs
 def history(
     data: Any,
     *,
@@ -58,16 +59,7 @@ def history(
     ax
         One Axes per panel to draw in (as many as the history has panel groups, in the order above); ``None``
         makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per panel).
+    {figure}
 
     Examples
     --------

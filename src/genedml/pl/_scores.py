@@ -26,6 +26,7 @@ __all__ = ["gene_scores", "predicted_vs_observed"]
 _TOP_COLOR, _BOTTOM_COLOR = "#2a788e", "#c0504d"
 
 
+@f.figure_docs
 def gene_scores(
     data: Any,
     *,
@@ -58,16 +59,7 @@ def gene_scores(
         Spot table of a SpatialData; defaults to ``"table"``.
     ax
         Two Axes to draw in (histogram, ranking); ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure (histogram Axes first, ranking Axes second).
+    {figure}
 
     Examples
     --------
@@ -160,6 +152,7 @@ def _ranking(ax, valid: pd.Series, top: int) -> None:
     ax.set_ylim(y.min() - 0.7, y.max() + 0.7)
 
 
+@f.figure_docs
 def predicted_vs_observed(
     sdata: SpatialData,
     *,
@@ -197,27 +190,17 @@ def predicted_vs_observed(
         ``"scatter"`` (one point per spot) or ``"hexbin"`` (spot density, for many spots).
     ax
         Axes to draw in; ``None`` makes a new Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {figure}
 
     Examples
     --------
     >>> import numpy as np
     >>> import genedml as gd
-    >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> table = sdata.tables["table"]
-    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
-    >>> table.layers["predicted"] = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype("float32")
-    >>> table.layers["predicted_observed"] = truth
-    >>> fig = gd.pl.predicted_vs_observed(sdata, gene=table.var_names[0], kind="hexbin")
+    >>> adata = gd.datasets.synthetic(preset="tiny").tables["table"]  # an AnnData works too
+    >>> adata.layers["predicted_observed"] = np.log1p(adata.layers["counts"].toarray())
+    >>> noise = np.random.default_rng(0).normal(0, 0.3, adata.shape)
+    >>> adata.layers["predicted"] = adata.layers["predicted_observed"] + noise
+    >>> fig = gd.pl.predicted_vs_observed(adata, gene=adata.var_names[0], kind="hexbin")
     """
     assert_one_of(kind, ("scatter", "hexbin"), name="kind")
     table = u.table_of(sdata, table_key=table_key)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["spatial"]
 
 
+@f.figure_docs
 def spatial(
     sdata: SpatialData,
     *,
@@ -84,16 +85,7 @@ def spatial(
     ax
         ``rows × columns`` Axes to draw in (rows: genes × sections, gene-major; columns: H&E, measured, predicted,
         residual as shown), as an array or a flat sequence in reading order; ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {figure}
 
     Examples
     --------
@@ -101,9 +93,8 @@ def spatial(
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> table = sdata.tables["table"]
-    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
-    >>> table.layers["predicted"] = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype("float32")
-    >>> table.layers["predicted_observed"] = truth
+    >>> table.layers["predicted_observed"] = np.log1p(table.layers["counts"].toarray())
+    >>> table.layers["predicted"] = 0.5 * table.layers["predicted_observed"] + 0.4  # a prediction shrunk to the mean
     >>> fig = gd.pl.spatial(sdata, genes=table.var_names[0], sections="S1", residual=True)
     """
     table = u.get_table(sdata, table_key=table_key)

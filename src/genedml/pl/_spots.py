@@ -34,6 +34,7 @@ class _Colour:
     colors: list | None = None
 
 
+@f.figure_docs
 def spots(
     sdata: SpatialData,
     *,
@@ -96,16 +97,7 @@ def spots(
         Draw a micrometre scale bar in each panel (when the section's pixel size is known).
     ax
         One Axes per section to draw in (a sequence or array of exactly as many); ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {figure}
 
     Examples
     --------

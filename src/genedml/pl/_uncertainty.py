@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["calibration", "uncertainty"]
 
 
+@f.figure_docs
 def uncertainty(
     sdata: SpatialData,
     *,
@@ -70,27 +71,17 @@ def uncertainty(
     ax
         ``rows × columns`` Axes to draw in (rows: genes × sections; columns: H&E, prediction, spread, width as
         present); ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {figure}
 
     Examples
     --------
     >>> import numpy as np
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> table = sdata.tables["table"]
-    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
-    >>> table.layers["predicted"] = truth
-    >>> table.layers["predicted_std"] = np.full_like(truth, 0.2)
-    >>> fig = gd.pl.uncertainty(sdata, genes=table.var_names[0])
+    >>> t = sdata.tables["table"]
+    >>> t.layers["predicted"] = np.log1p(t.layers["counts"].toarray())
+    >>> t.layers["predicted_std"] = np.full(t.shape, 0.2)  # as an ensemble of models writes it
+    >>> fig = gd.pl.uncertainty(sdata, genes=t.var_names[0], sections="S2")
     """
     table = u.get_table(sdata, table_key=table_key)
     u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
@@ -140,6 +131,7 @@ def _absolute_map(fig, ax, sec: u.Section, values: np.ndarray, cmap) -> None:
     cb.ax.tick_params(labelsize=7)
 
 
+@f.figure_docs
 def calibration(
     sdata: SpatialData,
     *,
@@ -169,16 +161,7 @@ def calibration(
         Spot table.
     ax
         Axes to draw in; ``None`` makes a Figure.
-    show
-        Call ``plt.show()`` at the end.
-    save
-        File to write the figure to (format from the suffix), atomically; checked before drawing.
-    overwrite
-        Replace an existing ``save`` file (otherwise `FileExistsError`).
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {figure}
 
     Examples
     --------
