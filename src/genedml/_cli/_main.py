@@ -176,7 +176,8 @@ def _cache(args: argparse.Namespace) -> int:
     info = gd.settings.cache_info()
     _out(
         f"feature store: {info['path']}\nentries: {info['entries']}\nunfinished parts: {info['parts']}\n"
-        f"stale: {info['stale']} (older genedml versions or killed runs; never read)\nsize: {info['bytes'] / 1e6:.1f} MB"
+        f"stale: {info['stale']} (older genedml versions or killed runs; never read)\n"
+        f"size: {info['bytes'] / 1e6:.1f} MB"
     )
     _out("clear it with `genedml cache --clear` (or gd.settings.clear_cache()); move it with GENEDML_CACHEDIR")
     return 0
