@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._logging import logger
-from .._utils import atomic_path
+from .._utils import atomic_path, file_sha256
 
 __all__ = ["CACHE_VERSION", "FeatureCache", "hash_array", "hash_key"]
 
@@ -125,7 +125,7 @@ def _write_entry(path: Path, key: str, arrays: dict[str, np.ndarray], meta: dict
                     np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
                     fh.flush()
                     os.fsync(fh.fileno())
-                digests[name] = _file_sha256(tmp / f"{name}.npy")
+                digests[name] = file_sha256(tmp / f"{name}.npy")
             shapes = {k: list(np.shape(v)) for k, v in arrays.items()}
             record = {"key": key, "arrays": shapes, "sha256": digests, **(meta or {})}
             (tmp / _META_FILE).write_text(json.dumps(record, default=str))
@@ -179,17 +179,9 @@ def _verify_once(path: Path, meta: dict) -> None:
         memo = (str(f), st.st_size, st.st_mtime_ns)
         if memo in _VERIFIED:
             continue
-        if _file_sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise ValueError(f"array {name!r} does not match its recorded sha256")
         _VERIFIED.add(memo)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cache_error(err: OSError, root) -> OSError:

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._data_model import select_sections
 from .._docs import inject_docs
 from .._keys import Keys
 from .._logging import logger
 from .._records import plain
 from .._settings import settings
 from .._utils import resolve_progress
-from .._validators import assert_keys_in, assert_one_of
+from .._validators import assert_one_of
 from ._cache import FeatureCache, hash_array, hash_key
 from ._embed_run import RunContext, SectionTask, run_section
 from ._embed_write import embed_params, feature_record, section_record, table_rows, write_reference
@@ -35,17 +36,7 @@ N_DIHEDRAL = 8
 
 @inject_docs()
 def embed(
-    sdata: SpatialData,
-    *,
-    features: FeatureSpec | str | None = None,
-    scales: Sequence[str] | str = SCALES,
-    amp: bool | None = None,
-    num_workers: int | None = None,
-    cache: bool = True,
-    progress: bool | None = None,
-    table_key: str | None = None,
-    sections: Sequence[str] | None = None,
-    **shorthands: Any,
+    sdata: SpatialData, *, features: FeatureSpec | str | None = None, key_added: str | None = None, **kwargs: Any
 ) -> None:
     """Frozen encoder features of every spot at the target, neighbour and global scales, in the feature store.
 
@@ -84,6 +75,9 @@ def embed(
     {progress}
     {table_key}
     {sections}
+    key_added
+        Key of the reference in ``uns["genedml"]["features"]``; ``None``: the encoder's identity (what
+        :func:`~genedml.features.load_features` and :func:`~genedml.features.open_features` look up by default).
     **shorthands
         Fields of :class:`~genedml.features.FeatureSpec` (``encoder``, ``pretrained``, ``weights``, ``target_px``,
         ``target_um``, ``target_mpp``, ``dihedral``, ``neighbor_grid``, ``dtype``, ``batch_size``, ``device``),
@@ -92,7 +86,7 @@ def embed(
 
     Returns
     -------
-    Nothing; writes only ``uns["genedml"]["features"][enc]`` (``enc`` = the encoder's identity): parameters,
+    Nothing; writes only ``uns["genedml"]["features"][key_added]`` (default: the encoder's identity): parameters,
     ``D``, ``T``, encoder provenance, the store folder, and per section the field of view in µm and the store entry
     keys. Read the features with :func:`genedml.features.load_features`.
 
@@ -106,11 +100,11 @@ def embed(
     """
     from .._data_model import get_table
 
-    fs = compute_features(
-        sdata, features=features, scales=scales, amp=amp, num_workers=num_workers, cache=cache, progress=progress,
-        table_key=table_key, sections=sections, **shorthands,
-    )  # fmt: skip
-    write_reference(get_table(sdata, table_key=table_key), fs.record, key=fs.identity)
+    if key_added is not None and (not isinstance(key_added, str) or not key_added):
+        raise ValueError(f"`key_added` must be a non-empty string or None, got {key_added!r}.")
+    fs = compute_features(sdata, features=features, **kwargs)
+    table = get_table(sdata, table_key=kwargs.get("table_key"))
+    write_reference(table, fs.record, key=fs.identity if key_added is None else key_added)
 
 
 def compute_features(
@@ -146,7 +140,7 @@ def compute_features(
         neighbor_grid=fspec.neighbor_grid,
     )  # fmt: skip
     opts["batch_size"] = fspec.batch_size
-    secs = _resolve_sections(sdata, sections, table_key)
+    secs = select_sections(sdata, sections, table_key=table_key)
     geos = {s: _section_input(sdata, s, spec, table_key) for s in secs}
     if enc is None:
         enc = _get_encoder(fspec.encoder, weights=fspec.weights, pretrained=fspec.pretrained, device=fspec.device)
@@ -206,19 +200,6 @@ def _validate_options(scales, dihedral, amp, num_workers, cache, dtype) -> dict[
         raise ValueError("`dihedral=True` needs 'target' in `scales`.")
     return {"scales": scales, "dihedral": dihedral, "amp": amp, "cache": cache, "num_workers": num_workers,
             "dtype": dtype}  # fmt: skip
-
-
-def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_key: str | None) -> list[str]:
-    from .._data_model import sections as all_sections
-
-    avail = all_sections(sdata, table_key=table_key)
-    if sections is None:
-        return avail
-    chosen = [sections] if isinstance(sections, str) else list(dict.fromkeys(sections))
-    if not chosen:
-        raise ValueError("`sections` is empty: pass None for all sections.")
-    assert_keys_in(chosen, avail, name="sections", where="the table's sections")
-    return chosen
 
 
 def _section_input(
@@ -426,7 +407,8 @@ def open_features(sdata: SpatialData, *, encoder: str | Any, table_key: str | No
     ----------
     {sdata}
     encoder
-        Encoder identity (e.g. ``"uni"``) or the encoder object.
+        Key of the reference in ``uns["genedml"]["features"]``: the encoder's identity (e.g. ``"uni"``) unless
+        :func:`~genedml.tl.embed` was given ``key_added``; or the encoder object.
     {table_key}
 
     Returns

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._data_model import image_levels
 from .._keys import Keys
+from .._utils import file_sha256
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -118,7 +120,7 @@ class SectionImage:
         for lv in self.levels:
             h.update(f"{lv.index}|{lv.data.name}|{lv.data.shape}|{lv.data.dtype}|{lv.scale:.9g}|{lv.offset}|".encode())
         for f in files:
-            h.update(_file_sha256(f).encode())
+            h.update(file_sha256(f).encode())
         _FP_MEMO[memo] = h.hexdigest()
         return _FP_MEMO[memo]
 
@@ -180,20 +182,9 @@ def _graph_files(arr) -> set[str]:
     return found
 
 
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _level_arrays(el) -> list:
     """Dask arrays ``(c, y, x)`` of every level, finest first."""
-    if hasattr(el, "children") and len(el.children):
-        names = sorted(el.children, key=lambda n: int(n.removeprefix("scale")) if n[5:].isdigit() else 0)
-        return [_dask(next(iter(el[n].values()))) for n in names]
-    return [_dask(el)]
+    return [_dask(a) for a in image_levels(el)]
 
 
 def _dask(arr):

@@ -112,6 +112,10 @@ class FeatureSpec:
         """Plain dict (for checkpoints and ``uns``)."""
         return dataclasses.asdict(self)
 
+    def identity_dict(self) -> dict[str, Any]:
+        """The fields that decide the features' values (without the run-time ``batch_size`` and ``device``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("batch_size", "device")}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         """Build from :meth:`to_dict` output; unknown keys are an error naming them."""

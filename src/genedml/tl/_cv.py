@@ -440,7 +440,8 @@ def _model_path(resume: Path, name: str, f: int) -> Path:
 
 def _fingerprint(**what) -> dict:
     """JSON-normal form of everything that decides a (method, fold) result (compared when resuming)."""
-    return json.loads(json.dumps(what, default=repr, sort_keys=True))
+    default = lambda o: o.identity_dict() if hasattr(o, "identity_dict") else repr(o)  # noqa: E731
+    return json.loads(json.dumps(what, default=default, sort_keys=True))
 
 
 def _data_fingerprint(sdata, table) -> dict:
