@@ -33,11 +33,24 @@ class FakeMember:
         self.normalize_ = dict(RECIPE)
         self.train_config = SimpleNamespace(protocol="clean", seed=0)
         self.model_hash = hashlib.sha256(f"fake{member}".encode()).hexdigest()[:16]
-        self.net = True
+
+    # the rest of the `genedml.models.Predictor` protocol
+    def is_ready(self):
+        return True
 
     def predict(self, sdata, *, sections=None, table_key=None, progress=None):
         keep = np.ones(len(self._sec), bool) if sections is None else np.isin(self._sec, sections)
         return self._pred[keep]
+
+    def set_weights(self, weights):
+        raise ValueError("a fake member has no encoder weights")
+
+    def save(self, path, *, overwrite=False):
+        raise NotImplementedError("a fake member is not saved")
+
+    @classmethod
+    def load(cls, path, *, weights=None, sdata=None, table_key=None):
+        raise NotImplementedError("a fake member is not saved")
 
 
 @pytest.fixture(scope="module")

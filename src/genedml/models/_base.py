@@ -476,8 +476,52 @@ class SpotModel:
 
     @property
     def model_hash(self) -> str:
-        """Hash identifying the trained state."""
+        """Hash identifying the trained state (sha256 of `_state`, 16 hex digits)."""
+        from ._save_load import state_hash
+
+        return state_hash(self._state())
+
+    def _state(self) -> dict[str, Any]:
+        """Fitted state as tensors (checkpoint and hash)."""
         raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ checkpoint
+    def _payload(self, state: dict[str, Any], /, **entries: Any) -> dict[str, Any]:
+        """A checkpoint of ``state``: the entries every method writes, plus the method's own ``entries``."""
+        from .._version import __version__
+        from ._save_load import state_hash
+
+        return {
+            "genedml_version": __version__,
+            **entries,
+            "train_config": self.train_config.to_dict(),
+            "encoder": self._encoder_record(),
+            "encoder_info": _plain(self.encoder_info_),
+            "in_dim": self.in_dim_,
+            "genes": list(self.genes_),
+            "normalize": _plain(self.normalize_),
+            "history": _plain(self.history_),
+            "fit_info": _plain(self.fit_info_),
+            "model_hash": state_hash(state),
+        }
+
+    def _restore(
+        self, ck: dict[str, Any], state: dict[str, Any], *, weights, sdata: SpatialData | None, table_key: str | None
+    ) -> None:
+        """Take what checkpoint ``ck`` recorded and its fitted ``state``; attach ``weights``; check ``sdata``."""
+        self.genes_ = list(ck["genes"])
+        self.normalize_ = ck["normalize"]
+        self.encoder_info_ = ck["encoder_info"]
+        self.in_dim_ = ck["in_dim"]
+        self.history_ = ck["history"]
+        self.fit_info_ = ck["fit_info"]
+        self._set_state(state)
+        self._restore_weights(ck["encoder"], weights)
+        if sdata is not None:
+            self.check_compatible(sdata, table_key=table_key)
 
 
 def feature_spec_from_record(rec: dict[str, Any]) -> FeatureSpec:
