@@ -17,6 +17,7 @@ from .._utils import resolve_progress
 from .._validators import assert_positive_int
 from ..features._spec import FeatureSpec
 from ..pp import RECIPES as _RECIPES
+from ._checkpoint import Checkpointed, _plain
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ TARGET_KEY = Keys.target
 _GEOMETRY_TOLERANCE = 0.15  # relative difference of window field of view (µm) refused at predict
 
 
-class SpotModel:
+class SpotModel(Checkpointed):
     """Base of the spot-level expression models (see the module docstring).
 
     Parameters
@@ -474,55 +475,6 @@ class SpotModel:
         if info is not None and "store" in info:  # embedded by the user with this encoder: must match the model's
             self._check_encoder(info)
 
-    @property
-    def model_hash(self) -> str:
-        """Hash identifying the trained state (sha256 of `_state`, 16 hex digits)."""
-        from ._save_load import state_hash
-
-        return state_hash(self._state())
-
-    def _state(self) -> dict[str, Any]:
-        """Fitted state as tensors (checkpoint and hash)."""
-        raise NotImplementedError
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------------------------------ checkpoint
-    def _payload(self, state: dict[str, Any], /, **entries: Any) -> dict[str, Any]:
-        """A checkpoint of ``state``: the entries every method writes, plus the method's own ``entries``."""
-        from .._version import __version__
-        from ._save_load import state_hash
-
-        return {
-            "genedml_version": __version__,
-            **entries,
-            "train_config": self.train_config.to_dict(),
-            "encoder": self._encoder_record(),
-            "encoder_info": _plain(self.encoder_info_),
-            "in_dim": self.in_dim_,
-            "genes": list(self.genes_),
-            "normalize": _plain(self.normalize_),
-            "history": _plain(self.history_),
-            "fit_info": _plain(self.fit_info_),
-            "model_hash": state_hash(state),
-        }
-
-    def _restore(
-        self, ck: dict[str, Any], state: dict[str, Any], *, weights, sdata: SpatialData | None, table_key: str | None
-    ) -> None:
-        """Take what checkpoint ``ck`` recorded and its fitted ``state``; attach ``weights``; check ``sdata``."""
-        self.genes_ = list(ck["genes"])
-        self.normalize_ = ck["normalize"]
-        self.encoder_info_ = ck["encoder_info"]
-        self.in_dim_ = ck["in_dim"]
-        self.history_ = ck["history"]
-        self.fit_info_ = ck["fit_info"]
-        self._set_state(state)
-        self._restore_weights(ck["encoder"], weights)
-        if sdata is not None:
-            self.check_compatible(sdata, table_key=table_key)
-
 
 def feature_spec_from_record(rec: dict[str, Any]) -> FeatureSpec:
     """The `FeatureSpec` of a checkpoint's encoder record (``weights_file`` and the former ``name`` key handled)."""
@@ -572,19 +524,6 @@ def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> 
 
 def _file_name(path) -> str:
     return Path(str(path)).name
-
-
-def _plain(obj):
-    """Make a checkpoint-safe copy (numpy scalars/arrays → Python; torch.load weights_only compatible)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def _combined_hash(name: str, file_hash: str) -> str | None:

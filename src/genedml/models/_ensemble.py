@@ -105,14 +105,7 @@ class EnsembleModel:
             out.append({str(s) for s in list(info.get("train_sections") or []) + list(info.get("val_sections") or [])})
         return out
 
-    def member_predictions(
-        self,
-        sdata: SpatialData,
-        *,
-        sections: list[str] | None = None,
-        table_key: str | None = None,
-        progress: bool | None = None,
-    ) -> np.ndarray:
+    def member_predictions(self, sdata: SpatialData, *, sections=None, table_key=None, progress=None) -> np.ndarray:
         """``(n_members, n_spots_of_sections, n_genes)`` predictions over the common genes."""
         preds = []
         for m in self.models:
@@ -120,15 +113,7 @@ class EnsembleModel:
             preds.append(p[:, [m.genes_.index(g) for g in self.genes_]])
         return np.stack(preds).astype(np.float32)
 
-    def predict(
-        self,
-        sdata: SpatialData,
-        *,
-        sections: list[str] | None = None,
-        table_key: str | None = None,
-        progress: bool | None = None,
-        return_std: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def predict(self, sdata: SpatialData, *, sections=None, table_key=None, progress=None, return_std: bool = False):
         """Mean of the members' predictions over the common genes; with ``return_std``, also their spread.
 
         The spread is the standard deviation over members (``ddof=1``; zeros for a single member).
@@ -167,14 +152,7 @@ class EnsembleModel:
         return path
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | os.PathLike | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> EnsembleModel:
+    def load(cls, path: str | Path, *, weights=None, sdata=None, table_key: str | None = None) -> EnsembleModel:
         """Load a folder written by `save` (members through `genedml.models.load_method`).
 
         ``weights``: the encoder's local weights file, when the members were trained with one (sha256 checked).

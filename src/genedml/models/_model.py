@@ -13,8 +13,6 @@ from ._network import NetworkModel
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from spatialdata import SpatialData
-
     from ..dataloaders import SpotData
 
 __all__ = ["GeneDML"]
@@ -126,36 +124,16 @@ class GeneDML(NetworkModel, SpotModel):
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | Path | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> GeneDML:
-        """Load a checkpoint written by `save`; with ``sdata``, refuse data the model cannot serve.
-
-        The file is read safely (tensors and plain values only) and its checksum verified: a damaged or truncated
-        file raises `genedml.models.CheckpointError`. A model whose encoder used a local weights file needs that
-        file passed back as ``weights`` (here, or later to `gd.tl.predict`); its sha256 is checked against the one
-        stored in the checkpoint, which never opens a file by itself.
-
-        Refused: a table lacking model genes when it holds counts (evaluation would be impossible), or features in
-        ``sdata`` computed by a different encoder or weights than the model's.
-        """
-        from ._save_load import read_checkpoint
-
-        ck = read_checkpoint(path)
-        enc = ck["encoder"]
-        model = cls(
-            GeneDMLConfig.from_dict(ck["config"]),
-            TrainConfig.from_dict(ck["train_config"]),
-            features=feature_spec_from_record(enc),
-        )
+    def _from_checkpoint(cls, ck: dict, path: str | Path) -> tuple[GeneDML, dict]:
+        if ck.get("method") is not None:
+            raise ValueError(
+                f"`path`={str(path)!r} holds a {ck['method']!r} model, not 'gene_dml': use its class or "
+                "genedml.models.load_method."
+            )
+        tc = TrainConfig.from_dict(ck["train_config"])
+        model = cls(GeneDMLConfig.from_dict(ck["config"]), tc, features=feature_spec_from_record(ck["encoder"]))
         model.is_trained_ = ck["is_trained"]
-        model._restore(ck, ck["state_dict"], weights=weights, sdata=sdata, table_key=table_key)
-        return model
+        return model, ck["state_dict"]
 
     def _empty_net(self, state) -> None:
         self._build_net()

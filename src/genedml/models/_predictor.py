@@ -86,14 +86,7 @@ class Predictor(Protocol, metaclass=_StaticMembers):
     def is_ready(self) -> bool:
         """Whether `predict` can run."""
 
-    def predict(
-        self,
-        sdata: SpatialData,
-        *,
-        sections: list[str] | None = None,
-        table_key: str | None = None,
-        progress: bool | None = None,
-    ) -> np.ndarray:
+    def predict(self, sdata: SpatialData, *, sections=None, table_key=None, progress=None) -> np.ndarray:
         """Predictions ``(n_spots_of_sections, n_genes)``."""
 
     def set_weights(self, weights: str | os.PathLike) -> None:
@@ -103,14 +96,7 @@ class Predictor(Protocol, metaclass=_StaticMembers):
         """Write the model."""
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | Path | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> Predictor:
+    def load(cls, path: str | Path, *, weights=None, sdata=None, table_key=None) -> Predictor:
         """Read a model written by `save`."""
 
 

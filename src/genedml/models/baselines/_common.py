@@ -127,30 +127,17 @@ class Baseline(SpotModel):
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | Path | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> Baseline:
-        """Load a checkpoint written by `save` (checksum verified); with ``sdata``, refuse data it cannot serve.
-
-        ``weights``: the encoder's local weights file, when it was trained with one (see `GeneDML.load`).
-        """
-        from .._save_load import read_checkpoint
-
-        ck = read_checkpoint(path)
+    def _from_checkpoint(cls, ck: dict[str, Any], path: str | Path) -> tuple[Baseline, dict[str, Any]]:
         if ck.get("method") != cls.method:
             found = ck.get("method") or "gene_dml"
-            raise ValueError(f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class.")
-        enc = ck["encoder"]
-        spec = feature_spec_from_record(enc).replace(dihedral=False)
+            raise ValueError(
+                f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class or "
+                "genedml.models.load_method."
+            )
+        spec = feature_spec_from_record(ck["encoder"]).replace(dihedral=False)
         model = cls(TrainConfig.from_dict(ck["train_config"]), **ck["params"], features=spec)
         model.is_trained_ = True
-        model._restore(ck, ck["state"], weights=weights, sdata=sdata, table_key=table_key)
-        return model
+        return model, ck["state"]
 
     def __repr__(self) -> str:
         g = "?" if self.genes_ is None else len(self.genes_)
