@@ -92,9 +92,7 @@ class GeneDML(NetworkModel, SpotModel):
         from .nn import GeneDMLLoss
         from .train import SpotDataModule, SpotTrainingPlan
 
-        self._require_setup()
-        plan = SpotTrainingPlan(self.net, GeneDMLLoss(self.config), self.train_config)
-        self._fit_net(plan, SpotDataModule(self._train_data, self._val_data, self.train_config), progress=progress)
+        self._fit_net(SpotTrainingPlan, GeneDMLLoss(self.config), SpotDataModule, progress=progress)
         return self
 
     def _predict_data(self, data: SpotData) -> np.ndarray:

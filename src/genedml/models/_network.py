@@ -24,30 +24,35 @@ class NetworkModel:
     """Mixin of `SpotModel` subclasses whose fitted state is one torch network, ``net``, trained with Lightning.
 
     A subclass sets ``self.net = None`` in ``__init__``, builds the network in ``_after_setup`` and implements
-    `_empty_net` (the untrained network a checkpoint's state is loaded into). Its ``train`` checks with
-    `_require_setup`, then hands a plan and a data module to `_fit_net`.
+    `_empty_net` (the untrained network a checkpoint's state is loaded into). Its ``train`` hands its plan class,
+    loss and data module class to `_fit_net`.
     """
 
     net: torch.nn.Module | None
 
-    def _require_setup(self) -> None:
-        if self._train_data is None or self.net is None:
-            raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
-
     def _fit_net(
-        self, plan: L.LightningModule, datamodule: L.LightningDataModule, *, progress: bool | None
+        self,
+        plan: type[L.LightningModule],
+        loss: torch.nn.Module,
+        datamodule: type[L.LightningDataModule],
+        *,
+        progress: bool | None,
     ) -> FitResult:
-        """Fit ``plan`` (whose ``net`` is ``self.net``) on ``datamodule``; keep the best-validation weights.
+        """Fit ``net`` with ``plan(net, loss, train_config)`` on ``datamodule(train, validation, train_config)``.
 
-        Afterwards ``net`` is the trained network on the CPU in eval mode, ``history_`` holds one row per epoch,
-        ``fit_info_`` the best epoch, its validation PCC(A), the epochs run and the validation gene ranking
-        (``"hpg"``), and the model is trained. A diverged fit raises `genedml.models.TrainingDivergedError` and
-        leaves the model as it was.
+        Afterwards ``net`` holds the best-validation weights, on the CPU, in eval mode; ``history_`` holds one row
+        per epoch, ``fit_info_`` the best epoch, its validation PCC(A), the epochs run and the validation gene
+        ranking (``"hpg"``), and the model is trained. Before `setup` it raises ``RuntimeError``; a diverged fit
+        raises `genedml.models.TrainingDivergedError` and leaves the model as it was.
         """
         from .train import run_fit
 
-        res = run_fit(plan, datamodule, self.train_config, progress=resolve_progress(progress))
-        self.net = plan.net.cpu().eval()
+        if self._train_data is None or self.net is None:
+            raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
+        fitted = plan(self.net, loss, self.train_config)
+        dm = datamodule(self._train_data, self._val_data, self.train_config)
+        res = run_fit(fitted, dm, self.train_config, progress=resolve_progress(progress))
+        self.net = fitted.net.cpu().eval()
         self.history_ = res.history
         self.fit_info_.update(
             {"best_epoch": res.best_epoch, "best_val_pcc": res.best_val_pcc, "epochs_run": res.epochs_run}

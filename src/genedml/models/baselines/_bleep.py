@@ -113,10 +113,8 @@ class BLEEPBaseline(NetworkModel, Baseline):
         from ..nn._baselines import BLEEPLoss
         from ..train import SpotDataModule, SpotTrainingPlan
 
-        self._require_setup()
-        plan = SpotTrainingPlan(self.net, BLEEPLoss(self.temperature), self.train_config)
         # the validation gene ranking is taken with the bank = training spots only: validation stays held out
-        self._fit_net(plan, SpotDataModule(self._train_data, self._val_data, self.train_config), progress=progress)
+        self._fit_net(SpotTrainingPlan, BLEEPLoss(self.temperature), SpotDataModule, progress=progress)
         self._set_bank(self._fit_parts(self.use_val))
         self.fit_info_["bank_size"] = int(self.net.bank.shape[0])
         return self

@@ -146,9 +146,7 @@ class STNetBaseline(NetworkModel, Baseline):
 
         from ..train import ImageDataModule, ImageTrainingPlan
 
-        self._require_setup()
-        plan = ImageTrainingPlan(self.net, torch.nn.MSELoss(), self.train_config)
-        self._fit_net(plan, ImageDataModule(self._train_data, self._val_data, self.train_config), progress=progress)
+        self._fit_net(ImageTrainingPlan, torch.nn.MSELoss(), ImageDataModule, progress=progress)
         return self
 
     def _predict_data(self, data: ImageSpotData) -> np.ndarray:
