@@ -29,7 +29,7 @@ class EnsembleModel:
 
     The spread of the members (standard deviation over members, per spot and gene) is what `gd.tl.calibrate` turns
     into calibrated prediction intervals; ``calibration_`` holds that calibration once done (``None`` before).
-    An ensemble is a `Predictor` itself; its members are any `Predictor`s (fold models of `gd.tl.cross_validate`,
+    An ensemble is a `Predictor` itself; its members are any predictors (fold models of `gd.tl.cross_validate`,
     models of several seeds, a mix of methods).
 
     Parameters

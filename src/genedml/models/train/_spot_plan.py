@@ -1,8 +1,8 @@
 """The Lightning training plan of every trained method (optimiser, schedule, loss terms, validation metric).
 
 `SpotTrainingPlan` trains any network that maps a `SpotBatch` of cached features to predictions (`GeneDML`'s
-network, BLEEP's projection heads); `ImageTrainingPlan` is the same plan on `ImageBatch`es of pixels with an MSE
-loss (ST-Net's fine-tuned CNN).
+network, BLEEP's projection heads); `ImageTrainingPlan` is the same plan on batches of pixels (`ImageBatch`) with
+an MSE loss (ST-Net's fine-tuned CNN).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class SpotTrainingPlan(L.LightningModule):
 
 
 class ImageTrainingPlan(SpotTrainingPlan):
-    """`SpotTrainingPlan` (optimiser, schedule, validation PCC(A)) on `ImageBatch`es with the MSE loss (ST-Net).
+    """`SpotTrainingPlan` (optimiser, schedule, validation PCC(A)) on batches of pixels with the MSE loss (ST-Net).
 
     ``net`` maps ``uint8`` windows ``(B, H, W, 3)`` to predictions ``(B, G)``; ``loss`` is unused (pass
     ``torch.nn.MSELoss()``), the step computes the MSE itself.
