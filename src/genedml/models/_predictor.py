@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
     from spatialdata import SpatialData
 
-    from ._base import EncoderSettings
+    from ..features import FeatureSpec
     from ._train_config import TrainConfig
 
 __all__ = ["Predictor"]
@@ -46,8 +46,8 @@ class Predictor(Protocol, metaclass=_StaticMembers):
         The target recipe the predictions are on (``recipe``, ``smooth``, ``grid`` …; see `gd.pp.normalize`):
         `gd.tl.evaluate` normalises the measured counts the same way.
     encoder
-        How the frozen features are computed (encoder name, weights, window geometry): prediction recomputes them
-        identically.
+        The features' recipe, a `genedml.features.FeatureSpec` (encoder name, weights, window geometry):
+        prediction recomputes the features identically.
     encoder_info_
         What the features were computed with (encoder identity, weights hash, width) and the training geometry.
     train_config
@@ -74,7 +74,7 @@ class Predictor(Protocol, metaclass=_StaticMembers):
 
     genes_: list[str] | None
     normalize_: dict | None
-    encoder: EncoderSettings
+    encoder: FeatureSpec
     encoder_info_: dict | None
     train_config: TrainConfig
     fit_info_: dict

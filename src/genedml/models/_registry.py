@@ -88,8 +88,9 @@ def make_method(name: str, **kwargs: Any) -> SpotModel:
         ``"no_instance_level"``, ``"no_global_scale"``, ``"no_instance_group"``, ``"no_feature_grouping"``,
         ``"plain"``).
     **kwargs
-        Constructor arguments: ``train_config`` and the encoder settings (``encoder``, ``pretrained``, ``weights``,
-        ``target_px``, ``dihedral`` …) and ``config`` are accepted by every method. ``config`` is the Gene-DML
+        Constructor arguments: ``train_config``, the features' recipe (``features``, a
+        `genedml.features.FeatureSpec`, or its fields: ``encoder``, ``pretrained``, ``weights``, ``target_px``,
+        ``dihedral`` …) and ``config`` are accepted by every method. ``config`` is the Gene-DML
         configuration the variant's switches are applied to (default the paper's); the baselines ignore it, as they
         ignore ``dihedral``. The baselines also take their own options (e.g. ``alpha="cv"`` for ridge).
 

@@ -56,11 +56,10 @@ class BLEEPBaseline(NetworkModel, Baseline):
     >>> import genedml as gd
     >>> from genedml.models import BLEEPBaseline
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = BLEEPBaseline({"max_epochs": 1, "batch_size": 32}, encoder="test_resnet", pretrained=False,
-    ...                       target_px=32)
-    >>> pred = model.setup(sdata, n_genes=10).train(progress=False).predict(sdata)
-    >>> pred.shape
-    (98, 10)
+    >>> model = BLEEPBaseline({"max_epochs": 1, "batch_size": 32}, top_k=5, encoder="test_resnet",
+    ...                       pretrained=False, target_px=32).setup(sdata, n_genes=10).train(progress=False)
+    >>> model.fit_info_["bank_size"], model.predict(sdata).shape  # retrieval bank: every training spot
+    (98, (98, 10))
     """
 
     method = "bleep"
