@@ -90,5 +90,5 @@ def test_fit_builds_gene_dml_through_the_registry(monkeypatch):
     sdata = gd.datasets.synthetic(preset="tiny")
     with pytest.raises(Built):
         gd.tl.fit(sdata, config="cpu", max_epochs=3, **SHARED)
-    assert seen["name"] == "gene_dml" and seen["config"] == "cpu" and seen["encoder"] == "test_resnet"
-    assert seen["train_config"].max_epochs == 3
+    assert seen["name"] == "gene_dml" and seen["config"] == "cpu" and seen["features"].encoder == "test_resnet"
+    assert seen["train_config"].max_epochs == 3 and seen["features"].target_px == 32
