@@ -3,8 +3,8 @@
 Measures, in one run, and prints one table:
 
 1. **Data-path overhead.** Throughput (spots/s) of the full training step through the real path — the
-   ``SpotDataModule`` loader (section-bounded sampler, gather collate) → ``GeneDMLPlan.training_step`` (forward, every
-   loss term, logging) → backward → gradient clipping → Adam step, run by ``lightning.Trainer.fit`` — against the
+   ``SpotDataModule`` loader (section-bounded sampler, gather collate) → ``SpotTrainingPlan.training_step`` (forward,
+   every loss term, logging) → backward → gradient clipping → Adam step, run by ``lightning.Trainer.fit`` — against the
    pure module (``GeneDMLNet`` forward + ``GeneDMLLoss`` + backward + clipping + Adam step) on preloaded tensors of
    the same batches. The two are **paired step by step**: after every Lightning step a callback runs the pure step
    on the preloaded batch of the same index with a copy of the network, so both see the same machine load (this
@@ -203,12 +203,12 @@ def bench_paths(a, model):
     import torch
 
     from genedml.models.nn import GeneDMLLoss
-    from genedml.models.train import GeneDMLPlan, SpotDataModule, build_trainer
+    from genedml.models.train import SpotDataModule, SpotTrainingPlan, build_trainer
     from genedml.models.train._trainer import HistoryCallback
 
     tc = model.train_config
     L.seed_everything(tc.seed, verbose=False)
-    plan = GeneDMLPlan(copy.deepcopy(model.net), GeneDMLLoss(model.config), tc)
+    plan = SpotTrainingPlan(copy.deepcopy(model.net), GeneDMLLoss(model.config), tc)
     dm = SpotDataModule(model._train_data, model._val_data, tc)
     device = torch.device("cuda" if a.accelerator in ("gpu", "cuda") else "cpu")
     amp = device.type == "cuda" and (tc.precision or "16-mixed").startswith("16")

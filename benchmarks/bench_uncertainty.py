@@ -120,7 +120,7 @@ def _grouped(sdata, rest, enc, normalize):
     import genedml as gd
 
     members = [_ridge(sdata, list(keep), enc, normalize) for keep in itertools.combinations(rest, len(rest) - 2)]
-    return gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=rest, groupby="section")
+    return gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=rest, groupby="section")
 
 
 def _split(sdata, rest, enc, normalize, frac, seed):
@@ -136,7 +136,7 @@ def _split(sdata, rest, enc, normalize, frac, seed):
         train = np.isin(sec, [s for s in rest if s != c])
         bags = [train & (rng.random(table.n_obs) < frac) for _ in range(3)]
         members = [_ridge(sdata, sorted(set(sec[b])), enc, normalize, table=table[b].copy()) for b in bags]
-        yield c, gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=[c])
+        yield c, gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=[c])
 
 
 def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
@@ -152,7 +152,7 @@ def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
     rng = np.random.default_rng(seed)
     bags = [in_rest & (rng.random(table.n_obs) < frac) for _ in range(n)]
     members = [_ridge(sdata, rest, enc, normalize, table=table[b].copy()) for b in bags]
-    ens = gd.tl.EnsembleModel(members)
+    ens = gd.models.EnsembleModel(members)
     rows = np.flatnonzero(in_rest)
     preds = ens.member_predictions(sdata, sections=rest)  # rows of R in table order
     oob = np.stack([~b[rows] for b in bags])  # members × spots
@@ -178,7 +178,7 @@ def _spot_level(sdata, rest, enc, normalize, n, frac, seed):
         "scores": (np.abs(truth - mu) / (sd + beta)).astype(np.float32),
         "beta": beta.astype(np.float32),
     }
-    return gd.tl.EnsembleModel(members, calibration=cal)
+    return gd.models.EnsembleModel(members, calibration=cal)
 
 
 def _report(df, a, seconds: float) -> None:

@@ -33,11 +33,24 @@ class FakeMember:
         self.normalize_ = dict(RECIPE)
         self.train_config = SimpleNamespace(protocol="clean", seed=0)
         self.model_hash = hashlib.sha256(f"fake{member}".encode()).hexdigest()[:16]
-        self.net = True
+
+    # the rest of the `genedml.models.Predictor` protocol
+    def is_ready(self):
+        return True
 
     def predict(self, sdata, *, sections=None, table_key=None, progress=None):
         keep = np.ones(len(self._sec), bool) if sections is None else np.isin(self._sec, sections)
         return self._pred[keep]
+
+    def set_weights(self, weights):
+        raise ValueError("a fake member has no encoder weights")
+
+    def save(self, path, *, overwrite=False):
+        raise NotImplementedError("a fake member is not saved")
+
+    @classmethod
+    def load(cls, path, *, weights=None, sdata=None, table_key=None):
+        raise NotImplementedError("a fake member is not saved")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +64,7 @@ def fake_ensemble(four_sections):
 
     sdata = deepcopy(four_sections)
     genes = list(sdata["table"].var_names[:30])
-    return sdata, gd.tl.EnsembleModel([FakeMember(sdata, genes, m) for m in range(4)])
+    return sdata, gd.models.EnsembleModel([FakeMember(sdata, genes, m) for m in range(4)])
 
 
 @pytest.mark.parametrize("level", [0.8, 0.9])
@@ -96,7 +109,7 @@ def test_wider_where_members_disagree(fake_ensemble):
 def test_calibration_refuses_seen_sections(fake_ensemble):
     sdata, _ = fake_ensemble
     genes = list(sdata["table"].var_names[:30])
-    seen = gd.tl.EnsembleModel([FakeMember(sdata, genes, m, seen=("S1", "S3")) for m in range(3)])
+    seen = gd.models.EnsembleModel([FakeMember(sdata, genes, m, seen=("S1", "S3")) for m in range(3)])
     with pytest.raises(ValueError, match=r"`sections`: \['S1'\]"):
         gd.tl.calibrate(sdata, seen, sections=["S1", "S2"])
     auto = gd.tl.calibrate(sdata, seen)  # sections=None: only the unseen ones
@@ -106,7 +119,7 @@ def test_calibration_refuses_seen_sections(fake_ensemble):
     assert pat["S1"] == pat["S2"] != pat["S3"] == pat["S4"]
     with pytest.raises(ValueError, match="no section to calibrate on"):
         gd.tl.calibrate(sdata, seen, groupby="patient")
-    one = gd.tl.EnsembleModel([FakeMember(sdata, genes, m, seen=("S1",)) for m in range(3)])
+    one = gd.models.EnsembleModel([FakeMember(sdata, genes, m, seen=("S1",)) for m in range(3)])
     assert gd.tl.calibrate(sdata, one, groupby="patient").calibration_["sections"] == ["S3", "S4"]
     with pytest.raises(ValueError, match=r"`sections`: \['S2'\]"):
         gd.tl.calibrate(sdata, one, sections=["S2"], groupby="patient")
@@ -117,7 +130,7 @@ def test_out_of_bag_members(fake_ensemble):
     sdata, _ = fake_ensemble
     genes = list(sdata["table"].var_names[:30])
     members = [FakeMember(sdata, genes, m, seen=seen) for m, seen in enumerate([("S1",), ("S1",), ("S2",), ("S2",)])]
-    model = gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=["S1", "S2"])
+    model = gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=["S1", "S2"])
     cal = model.calibration_
     assert cal["min_members"] == 2
     y = gd.pp.normalize(sdata, genes=genes, recipe="paper", smooth=False, inplace=False)
@@ -126,7 +139,7 @@ def test_out_of_bag_members(fake_ensemble):
     expect = np.abs(y[s1] - oob.mean(0)) / (oob.std(0, ddof=1) + cal["beta"])
     np.testing.assert_allclose(cal["scores"][: len(s1)], expect, rtol=1e-4)
     with pytest.raises(ValueError, match=r"`sections`: \['S1'\]"):
-        gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members[:1] + members[2:3]), sections=["S1"])
+        gd.tl.calibrate(sdata, gd.models.EnsembleModel(members[:1] + members[2:3]), sections=["S1"])
 
 
 @pytest.mark.parametrize("bad", [90, 0, 1.0, -0.1, True, "0.9"])
@@ -167,11 +180,11 @@ def test_real_models_save_load_and_he_only(tmp_path):
     for seen in (["S1"], ["S2"]):  # both leave S3 out; each has its own section
         m = make_method("ridge", train_config={"seed": 0}, **kw)
         members.append(m.setup(sdata, n_genes=10, sections=seen, progress=False).train(progress=False))
-    model = gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=["S3"], groupby="patient")
+    model = gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=["S3"], groupby="patient")
     path = model.save(tmp_path / "ens")
     with pytest.raises(FileExistsError):
         model.save(path)
-    loaded = gd.tl.EnsembleModel.load(path)
+    loaded = gd.models.EnsembleModel.load(path)
     for k in ("groups", "sections", "groupby", "genes", "method"):
         assert loaded.calibration_[k] == model.calibration_[k]
     np.testing.assert_array_equal(loaded.calibration_["scores"], model.calibration_["scores"])

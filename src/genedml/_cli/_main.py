@@ -123,7 +123,7 @@ def _predict(args: argparse.Namespace) -> int:
     check_input("--model", args.model, kind="file")
     check_input("--data", args.data, kind=".zarr store")
     check_outputs("--out", [Path(args.out)], overwrite=args.overwrite)
-    model = gd.models.GeneDML.load(args.model)
+    model = gd.models.load_method(args.model)
     sdata = gd.io.read_zarr(args.data) if args.data else load_data(cfg)
     kw = {"progress": _progress(args), **(cfg.get("predict") or {})}
     gd.tl.predict(sdata, model, **kw)
@@ -243,7 +243,7 @@ def _commands(demo_fit: dict) -> list[tuple]:
             f"Without --data the config's data section is read. YAML: {DOCS}.",
             True,
             {
-                "model": ("model file written by `genedml fit` (model.pt)", REQUIRED),
+                "model": ("model file written by `genedml fit` (model.pt) or by any method's `save`", REQUIRED),
                 "data": ".zarr input (default: the config's data section)",
                 "config": "YAML run configuration (data, predict)",
                 "out": ("output .zarr store", REQUIRED),

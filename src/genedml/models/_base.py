@@ -17,6 +17,7 @@ from .._utils import resolve_progress
 from .._validators import assert_positive_int
 from ..features._spec import FeatureSpec
 from ..pp import RECIPES as _RECIPES
+from ._checkpoint import Checkpointed, _plain
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ TARGET_KEY = Keys.target
 _GEOMETRY_TOLERANCE = 0.15  # relative difference of window field of view (µm) refused at predict
 
 
-class SpotModel:
+class SpotModel(Checkpointed):
     """Base of the spot-level expression models (see the module docstring).
 
     Parameters
@@ -474,11 +475,6 @@ class SpotModel:
         if info is not None and "store" in info:  # embedded by the user with this encoder: must match the model's
             self._check_encoder(info)
 
-    @property
-    def model_hash(self) -> str:
-        """Hash identifying the trained state."""
-        raise NotImplementedError
-
 
 def feature_spec_from_record(rec: dict[str, Any]) -> FeatureSpec:
     """The `FeatureSpec` of a checkpoint's encoder record (``weights_file`` and the former ``name`` key handled)."""
@@ -528,19 +524,6 @@ def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> 
 
 def _file_name(path) -> str:
     return Path(str(path)).name
-
-
-def _plain(obj):
-    """Make a checkpoint-safe copy (numpy scalars/arrays → Python; torch.load weights_only compatible)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def _combined_hash(name: str, file_hash: str) -> str | None:

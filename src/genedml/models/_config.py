@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from genedml._validators import assert_in_range, assert_one_of, assert_positive_int
 
-__all__ = ["GeneDMLConfig"]
+__all__ = ["GeneDMLConfig", "as_config"]
 
 _INT_FIELDS = (
     "dim",
@@ -306,3 +306,42 @@ class GeneDMLConfig:
     def trunk_width(self, in_dim: int) -> int:
         """Width of the neighbour and global encoders for an encoder of width ``in_dim``."""
         return in_dim if self.trunk_dim is None else self.trunk_dim
+
+
+def as_config(config: GeneDMLConfig | str | dict | None, *, name: str = "config") -> GeneDMLConfig:
+    """``config`` as a `GeneDMLConfig`; errors name the user's argument ``name``.
+
+    ``config`` is a `GeneDMLConfig`, a preset name, a dict of fields (its ``"preset"`` entry picks the base) or
+    ``None`` (the paper defaults).
+    """
+    if config is None:
+        return GeneDMLConfig()
+    if isinstance(config, GeneDMLConfig):
+        return config
+    if isinstance(config, str):
+        _check_preset(config, name=name)
+        return GeneDMLConfig.preset(config)
+    if isinstance(config, dict):
+        if "preset" in config:
+            _check_preset(config["preset"], name=f"{name}['preset']")
+            rest = {k: v for k, v in config.items() if k != "preset"}
+            _check_config_keys(rest, name=name)
+            return GeneDMLConfig.preset(config["preset"], **rest)
+        _check_config_keys(config, name=name)
+        return GeneDMLConfig.from_dict(config)
+    raise TypeError(f"`{name}` must be a GeneDMLConfig, a preset name or a dict, got {type(config).__name__}.")
+
+
+def _check_preset(value, *, name: str) -> None:
+    """The user's argument (``config``) named in the error, not `GeneDMLConfig.preset`'s ``name``."""
+    if value not in _PRESETS:
+        raise ValueError(
+            f"`{name}` must be a GeneDMLConfig, a dict or one of the presets {sorted(_PRESETS)}, got {value!r}."
+        )
+
+
+def _check_config_keys(d: dict, *, name: str) -> None:
+    valid = [f.name for f in fields(GeneDMLConfig)]
+    unknown = sorted(str(k) for k in d if k not in valid)
+    if unknown:
+        raise ValueError(f"`{name}` has unknown GeneDMLConfig key(s) {unknown}; valid keys are {valid}.")

@@ -7,24 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._utils import resolve_progress
-from ._base import SpotModel, _plain, feature_spec_from_record
-from ._config import GeneDMLConfig
+from ._base import SpotModel, feature_spec_from_record
+from ._config import GeneDMLConfig, as_config
+from ._network import NetworkModel
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
-    from spatialdata import SpatialData
-
     from ..dataloaders import SpotData
 
 __all__ = ["GeneDML"]
 
 
-class GeneDML(SpotModel):
+class GeneDML(NetworkModel, SpotModel):
     """Gene-DML: dual-pathway multi-level discrimination for spot expression from H&E.
 
     Three layers (house style): the tensor-only network (`genedml.models.nn.GeneDMLNet`), the Lightning plan
-    (`genedml.models.train.GeneDMLPlan`), and this class, which owns the SpatialData side.
+    (`genedml.models.train.SpotTrainingPlan`), and this class, which owns the SpatialData side.
 
     Parameters
     ----------
@@ -59,7 +57,7 @@ class GeneDML(SpotModel):
         **feature_kwargs: Any,
     ) -> None:
         super().__init__(train_config, features=features, **feature_kwargs)
-        self.config = _as_config(config)
+        self.config = as_config(config)
         self.net = None
 
     def _check_before_writes(self, *, n_train: int) -> None:
@@ -92,20 +90,9 @@ class GeneDML(SpotModel):
     def train(self, *, progress: bool | None = None) -> GeneDML:
         """Train with Lightning (early stopping on validation PCC(A); the best weights are restored)."""
         from .nn import GeneDMLLoss
-        from .train import GeneDMLPlan, SpotDataModule, run_fit
+        from .train import SpotDataModule, SpotTrainingPlan
 
-        if self._train_data is None:
-            raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
-        plan = GeneDMLPlan(self.net, GeneDMLLoss(self.config), self.train_config)
-        dm = SpotDataModule(self._train_data, self._val_data, self.train_config)
-        res = run_fit(plan, dm, self.train_config, progress=resolve_progress(progress))
-        self.net = plan.net.cpu().eval()
-        self.history_ = res.history
-        self.fit_info_.update(
-            {"best_epoch": res.best_epoch, "best_val_pcc": res.best_val_pcc, "epochs_run": res.epochs_run}
-        )
-        self.fit_info_["hpg"] = self._validation_hpg()
-        self.is_trained_ = True
+        self._fit_net(SpotTrainingPlan, GeneDMLLoss(self.config), SpotDataModule, progress=progress)
         return self
 
     def _predict_data(self, data: SpotData) -> np.ndarray:
@@ -123,128 +110,35 @@ class GeneDML(SpotModel):
                     out[b.rows.numpy()] = net(**b.inputs(), section_tokens=tokens).pred.float().numpy()
         return out
 
-    def is_ready(self) -> bool:
-        """Whether `predict` can run: trained (or loaded) and not left half-trained by a failed `train`."""
-        return self.is_trained_ and self.net is not None and self.genes_ is not None
-
     # ------------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """One self-describing file: weights, configs, ordered genes, recipe, encoder id + weights hash, version."""
-        from .._version import __version__
-        from ._save_load import state_hash, write_checkpoint
+        from ._save_load import write_checkpoint
 
         if self.net is None:
             raise RuntimeError("nothing to save: the model has no network yet.")
-        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        payload = {
-            "genedml_version": __version__,
-            "config": self.config.to_dict(),
-            "train_config": self.train_config.to_dict(),
-            "encoder": self._encoder_record(),
-            "encoder_info": self.encoder_info_,
-            "in_dim": self.in_dim_,
-            "genes": list(self.genes_),
-            "normalize": _plain(self.normalize_),
-            "history": self.history_,
-            "fit_info": _plain(self.fit_info_),
-            "is_trained": self.is_trained_,
-            "state_dict": state,
-            "model_hash": state_hash(state),
-        }
+        state = self._state()
+        payload = self._payload(state, config=self.config.to_dict(), is_trained=self.is_trained_, state_dict=state)
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | Path | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> GeneDML:
-        """Load a checkpoint written by `save`; with ``sdata``, refuse data the model cannot serve.
-
-        The file is read safely (tensors and plain values only) and its checksum verified: a damaged or truncated
-        file raises `genedml.models.CheckpointError`. A model whose encoder used a local weights file needs that
-        file passed back as ``weights`` (here, or later to `gd.tl.predict`); its sha256 is checked against the one
-        stored in the checkpoint, which never opens a file by itself.
-
-        Refused: a table lacking model genes when it holds counts (evaluation would be impossible), or features in
-        ``sdata`` computed by a different encoder or weights than the model's.
-        """
-        from ._save_load import read_checkpoint
-
-        ck = read_checkpoint(path)
-        enc = ck["encoder"]
-        model = cls(
-            GeneDMLConfig.from_dict(ck["config"]),
-            TrainConfig.from_dict(ck["train_config"]),
-            features=feature_spec_from_record(enc),
-        )
-        model.genes_ = list(ck["genes"])
-        model.normalize_ = ck["normalize"]
-        model.encoder_info_ = ck["encoder_info"]
-        model.in_dim_ = ck["in_dim"]
-        model.history_ = ck["history"]
-        model.fit_info_ = ck["fit_info"]
+    def _from_checkpoint(cls, ck: dict, path: str | Path) -> tuple[GeneDML, dict]:
+        if ck.get("method") is not None:
+            raise ValueError(
+                f"`path`={str(path)!r} holds a {ck['method']!r} model, not 'gene_dml': use its class or "
+                "genedml.models.load_method."
+            )
+        tc = TrainConfig.from_dict(ck["train_config"])
+        model = cls(GeneDMLConfig.from_dict(ck["config"]), tc, features=feature_spec_from_record(ck["encoder"]))
         model.is_trained_ = ck["is_trained"]
-        model.model_hash_ = ck["model_hash"]
-        model._build_net()
-        model.net.load_state_dict(ck["state_dict"])
-        model.net.eval()
-        model._restore_weights(enc, weights)
-        if sdata is not None:
-            model.check_compatible(sdata, table_key=table_key)
-        return model
+        return model, ck["state_dict"]
 
-    @property
-    def model_hash(self) -> str:
-        """Hash of the current weights."""
-        from ._save_load import state_hash
-
-        return state_hash(self.net.state_dict())
+    def _empty_net(self, state) -> None:
+        self._build_net()
 
     def __repr__(self) -> str:
         g = "?" if self.genes_ is None else len(self.genes_)
         return f"GeneDML(encoder={self.encoder.name!r}, genes={g}, trained={self.is_trained_})"
-
-
-def _as_config(config) -> GeneDMLConfig:
-    if config is None:
-        return GeneDMLConfig()
-    if isinstance(config, GeneDMLConfig):
-        return config
-    if isinstance(config, str):
-        _check_preset(config, name="config")
-        return GeneDMLConfig.preset(config)
-    if isinstance(config, dict):
-        if "preset" in config:
-            _check_preset(config["preset"], name="config['preset']")
-            rest = {k: v for k, v in config.items() if k != "preset"}
-            _check_config_keys(rest)
-            return GeneDMLConfig.preset(config["preset"], **rest)
-        _check_config_keys(config)
-        return GeneDMLConfig.from_dict(config)
-    raise TypeError(f"`config` must be a GeneDMLConfig, a preset name or a dict, got {type(config).__name__}.")
-
-
-def _check_preset(value, *, name: str) -> None:
-    """The user's argument (``config``) named in the error, not `GeneDMLConfig.preset`'s ``name``."""
-    from ._config import _PRESETS
-
-    if value not in _PRESETS:
-        raise ValueError(
-            f"`{name}` must be a GeneDMLConfig, a dict or one of the presets {sorted(_PRESETS)}, got {value!r}."
-        )
-
-
-def _check_config_keys(d: dict) -> None:
-    from dataclasses import fields
-
-    valid = [f.name for f in fields(GeneDMLConfig)]
-    unknown = sorted(str(k) for k in d if k not in valid)
-    if unknown:
-        raise ValueError(f"`config` has unknown GeneDMLConfig key(s) {unknown}; valid keys are {valid}.")
 
 
 def _check_k(config: GeneDMLConfig, tc: TrainConfig, n_train: int) -> None:

@@ -53,7 +53,7 @@ def uncertainty(
     Parameters
     ----------
     sdata
-        SpatialData after `gd.tl.predict` with an `genedml.tl.EnsembleModel` (two or more members) or ``interval``.
+        SpatialData after `gd.tl.predict` with an `genedml.models.EnsembleModel` (two or more members) or ``interval``.
     genes
         Gene or genes to show.
     sections

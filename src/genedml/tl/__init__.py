@@ -2,7 +2,6 @@
 
 from ..features import embed
 from ._cv import CVResult, cross_validate
-from ._ensemble import EnsembleModel
 from ._evaluate import evaluate
 from ._fit import fit, predict
 from ._get import get_predicted
@@ -11,7 +10,6 @@ from ._uncertainty import calibrate
 
 __all__ = [
     "CVResult",
-    "EnsembleModel",
     "PretrainResult",
     "calibrate",
     "cross_validate",
@@ -22,3 +20,12 @@ __all__ = [
     "predict",
     "pretrain_encoder",
 ]
+
+
+def __getattr__(name: str):
+    # `gd.tl.EnsembleModel` is `gd.models.EnsembleModel` (its home), resolved on use: `import genedml` loads no torch
+    if name == "EnsembleModel":
+        from ..models import EnsembleModel
+
+        return EnsembleModel
+    raise AttributeError(f"module 'genedml.tl' has no attribute {name!r}")

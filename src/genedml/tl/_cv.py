@@ -15,13 +15,14 @@ from .._keys import Keys
 from .._logging import logger
 from .._utils import atomic_path, resolve_progress
 from .._validators import assert_positive_int
-from ._ensemble import EnsembleModel
 from ._recipes import route_shorthands
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["CVResult", "EnsembleModel", "cross_validate"]
+    from ..models import EnsembleModel
+
+__all__ = ["CVResult", "cross_validate"]
 
 SCORES = ["mse", "mae", "pcc_a", "pcc_h"]
 
@@ -63,6 +64,8 @@ class CVResult:
 
     def ensemble(self, method: str) -> EnsembleModel:
         """The fold models of ``method`` as one model whose prediction is their mean (for external data)."""
+        from ..models import EnsembleModel
+
         models = [m for (name, _), m in self.models.items() if name == method]
         if not models:
             raise KeyError(

@@ -83,7 +83,7 @@ def fit(
     >>> len(model.genes_), model.feature_spec == spec
     (20, True)
     """
-    from ..models import GeneDML, TrainConfig
+    from ..models import TrainConfig, make_method
 
     rec = route_shorthands(shorthands, features=features, targets=targets, where="gd.tl.fit")
     tc = train_config
@@ -92,7 +92,7 @@ def fit(
     if tc is not None and not isinstance(tc, dict):
         raise ValueError(f"`train_config` must be a TrainConfig or a dict of its fields, got {type(tc).__name__}.")
     tc = {**(tc or {}), **rec.train}
-    model = GeneDML(config, TrainConfig.from_dict(tc), features=rec.features)
+    model = make_method("gene_dml", config=config, train_config=TrainConfig.from_dict(tc), features=rec.features)
     model.setup(
         sdata,
         **rec.targets.setup_kwargs(),
@@ -185,13 +185,14 @@ def predict(
     >>> sdata["table"].uns["genedml"]["predicted_smooth"]["smooth"]["grid"]
     {'S1': 'square', 'S2': 'square'}
     """
+    from ..models import EnsembleModel, Predictor
     from ._uncertainty import check_level
 
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
-    ready = getattr(model, "is_ready", None)
-    if not (ready() if callable(ready) else getattr(model, "net", None) is not None):
-        raise ValueError("`model` is not trained or loaded: use gd.tl.fit(...) or GeneDML.load(path).")
+    if not isinstance(model, Predictor) or not model.is_ready():
+        what = "" if isinstance(model, Predictor) else f" (a {type(model).__name__}, not a genedml.models.Predictor)"
+        raise ValueError(f"`model` is not trained or loaded{what}: use gd.tl.fit(...) or GeneDML.load(path).")
     if interval is not None:
         interval = check_level(interval)
         if getattr(model, "calibration_", None) is None:
@@ -209,8 +210,7 @@ def predict(
     if unknown:
         raise KeyError(f"`sections`: unknown section(s) {unknown}.")
     if weights is not None:
-        for member in getattr(model, "models", None) or [model]:  # an ensemble's members, or the model
-            member.set_weights(weights)
+        model.set_weights(weights)  # an ensemble passes it to its members
     grid = _smooth_grid_arg(smooth)
     if smooth is True:  # the kernel of the model's own targets
         grid = str((getattr(model, "normalize_", None) or {}).get("grid", "auto"))
@@ -220,7 +220,7 @@ def predict(
             "predictions; predict twice, under two `key_added`s."
         )
     extra = {}
-    if hasattr(model, "member_predictions"):  # an ensemble: its spread (and calibrated intervals)
+    if isinstance(model, EnsembleModel):  # its spread (and calibrated intervals)
         bar = resolve_progress(progress)
         pred, sd = model.predict(sdata, sections=secs, table_key=key, progress=bar, return_std=True)
         extra = _uncertainty_layers(model, pred, sd, key_added, interval)

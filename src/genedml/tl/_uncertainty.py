@@ -17,10 +17,11 @@ import pandas as pd
 from .._data_model import get_table
 from .._keys import Keys
 from .._logging import logger
-from ._ensemble import EnsembleModel
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
+
+    from ..models import EnsembleModel
 
 __all__ = ["calibrate"]
 
@@ -80,11 +81,12 @@ def calibrate(
     >>> sdata = gd.datasets.synthetic(preset="tiny", n_sections=3)
     >>> kw = dict(n_genes=10, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, batch_size=32)
     >>> members = [gd.tl.fit(sdata, sections=["S1"], val_sections=["S2"], seed=s, **kw) for s in (0, 1)]
-    >>> model = gd.tl.calibrate(sdata, gd.tl.EnsembleModel(members), sections=["S3"])
+    >>> model = gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=["S3"])
     >>> model.calibration_["groups"]
     ['S3']
     """
     from .. import pp
+    from ..models import EnsembleModel
 
     ens = model if isinstance(model, EnsembleModel) else EnsembleModel([model])
     table = get_table(sdata, table_key=table_key)

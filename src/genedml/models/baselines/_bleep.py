@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..._utils import resolve_progress
 from ..._validators import assert_in_range, assert_positive_int
+from .._network import NetworkModel
 from .._train_config import TrainConfig
 from ._common import Baseline, as_bool
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["BLEEPBaseline"]
 
 
-class BLEEPBaseline(Baseline):
+class BLEEPBaseline(NetworkModel, Baseline):
     """BLEEP (Xie et al., NeurIPS 2023) on the cached frozen pooled features.
 
     Two projection heads map the spot's pooled image feature and its expression profile to a shared 256-d space;
@@ -56,11 +56,10 @@ class BLEEPBaseline(Baseline):
     >>> import genedml as gd
     >>> from genedml.models import BLEEPBaseline
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = BLEEPBaseline({"max_epochs": 1, "batch_size": 32}, encoder="test_resnet", pretrained=False,
-    ...                       target_px=32)
-    >>> pred = model.setup(sdata, n_genes=10).train(progress=False).predict(sdata)
-    >>> pred.shape
-    (98, 10)
+    >>> model = BLEEPBaseline({"max_epochs": 1, "batch_size": 32}, top_k=5, encoder="test_resnet",
+    ...                       pretrained=False, target_px=32).setup(sdata, n_genes=10).train(progress=False)
+    >>> model.fit_info_["bank_size"], model.predict(sdata).shape  # retrieval bank: every training spot
+    (98, (98, 10))
     """
 
     method = "bleep"
@@ -111,22 +110,12 @@ class BLEEPBaseline(Baseline):
     def train(self, *, progress: bool | None = None) -> BLEEPBaseline:
         """Train the projection heads (Lightning, early stopping on validation PCC(A)), then fill the bank."""
         from ..nn._baselines import BLEEPLoss
-        from ..train import GeneDMLPlan, SpotDataModule, run_fit
+        from ..train import SpotDataModule, SpotTrainingPlan
 
-        if self._train_data is None or self.net is None:
-            raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
-        plan = GeneDMLPlan(self.net, BLEEPLoss(self.temperature), self.train_config)
-        dm = SpotDataModule(self._train_data, self._val_data, self.train_config)
-        res = run_fit(plan, dm, self.train_config, progress=resolve_progress(progress))
-        self.net = plan.net.cpu().eval()
-        self.history_ = res.history
-        self.fit_info_.update(
-            {"best_epoch": res.best_epoch, "best_val_pcc": res.best_val_pcc, "epochs_run": res.epochs_run}
-        )
-        self.fit_info_["hpg"] = self._validation_hpg()  # bank = training spots only: validation stays held out
+        # the validation gene ranking is taken with the bank = training spots only: validation stays held out
+        self._fit_net(SpotTrainingPlan, BLEEPLoss(self.temperature), SpotDataModule, progress=progress)
         self._set_bank(self._fit_parts(self.use_val))
         self.fit_info_["bank_size"] = int(self.net.bank.shape[0])
-        self.is_trained_ = True
         return self
 
     def _predict_data(self, data: SpotData) -> np.ndarray:
@@ -144,14 +133,5 @@ class BLEEPBaseline(Baseline):
                 out[i : i + 4096] = pred.numpy()
         return out
 
-    def is_ready(self) -> bool:
-        """Whether `predict` can run."""
-        return self.net is not None and self.is_trained_ and self.genes_ is not None
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-
-    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
+    def _empty_net(self, state: dict[str, torch.Tensor]) -> None:
         self._build_net(int(state["bank"].shape[0]))
-        self.net.load_state_dict(state)
-        self.net.eval()

@@ -13,7 +13,6 @@ from .._base import SpotModel, _plain, feature_spec_from_record
 from .._train_config import TrainConfig
 
 if TYPE_CHECKING:
-    import torch
     from spatialdata import SpatialData
 
     from ...dataloaders import SpotData
@@ -106,25 +105,12 @@ class Baseline(SpotModel):
         return self._hpg_from(data.y, self._predict_data(data), self._section_names(data), k=k)
 
     # ------------------------------------------------------------------------------------------- state
-    def _state(self) -> dict[str, torch.Tensor]:
-        """Fitted state as tensors (checkpoint and hash)."""
-        raise NotImplementedError
-
-    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
-
-    def is_ready(self) -> bool:
-        """Whether `predict` can run."""
-        return self.is_trained_ and self.genes_ is not None
-
     @property
     def model_hash(self) -> str:
         """sha256 (16 hex digits) of the fitted state."""
-        from .._save_load import state_hash
-
         if not self.is_ready():
             raise RuntimeError(f"{type(self).__name__} is not trained: it has no fitted state to hash.")
-        return state_hash(self._state())
+        return super().model_hash
 
     def params(self) -> dict[str, Any]:
         """The method's own constructor parameters."""
@@ -132,63 +118,26 @@ class Baseline(SpotModel):
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write one self-describing checkpoint (method, parameters, fitted state, genes, recipe, encoder)."""
-        from ..._version import __version__
         from .._save_load import write_checkpoint
 
         if not self.is_ready():
             raise RuntimeError(f"nothing to save: the {type(self).__name__} is not trained.")
         state = {k: v.detach().cpu() for k, v in self._state().items()}
-        payload = {
-            "genedml_version": __version__,
-            "method": self.method,
-            "params": _plain(self.params()),
-            "train_config": self.train_config.to_dict(),
-            "encoder": self._encoder_record(),
-            "encoder_info": _plain(self.encoder_info_),
-            "in_dim": self.in_dim_,
-            "genes": list(self.genes_),
-            "normalize": _plain(self.normalize_),
-            "history": _plain(self.history_),
-            "fit_info": _plain(self.fit_info_),
-            "state": state,
-            "model_hash": self.model_hash,
-        }
+        payload = self._payload(state, method=self.method, params=_plain(self.params()), state=state)
         return write_checkpoint(path, payload, overwrite=overwrite)
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        weights: str | Path | None = None,
-        sdata: SpatialData | None = None,
-        table_key: str | None = None,
-    ) -> Baseline:
-        """Load a checkpoint written by `save` (checksum verified); with ``sdata``, refuse data it cannot serve.
-
-        ``weights``: the encoder's local weights file, when it was trained with one (see `GeneDML.load`).
-        """
-        from .._save_load import read_checkpoint
-
-        ck = read_checkpoint(path)
+    def _from_checkpoint(cls, ck: dict[str, Any], path: str | Path) -> tuple[Baseline, dict[str, Any]]:
         if ck.get("method") != cls.method:
             found = ck.get("method") or "gene_dml"
-            raise ValueError(f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class.")
-        enc = ck["encoder"]
-        spec = feature_spec_from_record(enc).replace(dihedral=False)
+            raise ValueError(
+                f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class or "
+                "genedml.models.load_method."
+            )
+        spec = feature_spec_from_record(ck["encoder"]).replace(dihedral=False)
         model = cls(TrainConfig.from_dict(ck["train_config"]), **ck["params"], features=spec)
-        model.genes_ = list(ck["genes"])
-        model.normalize_ = ck["normalize"]
-        model.encoder_info_ = ck["encoder_info"]
-        model.in_dim_ = ck["in_dim"]
-        model.history_ = ck["history"]
-        model.fit_info_ = ck["fit_info"]
-        model._set_state(ck["state"])
         model.is_trained_ = True
-        model._restore_weights(enc, weights)
-        if sdata is not None:
-            model.check_compatible(sdata, table_key=table_key)
-        return model
+        return model, ck["state"]
 
     def __repr__(self) -> str:
         g = "?" if self.genes_ is None else len(self.genes_)

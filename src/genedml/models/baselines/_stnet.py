@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,7 +10,8 @@ from ..._keys import Keys
 from ..._logging import logger
 from ..._utils import resolve_progress
 from ..._validators import assert_positive_int
-from ...dataloaders import SpotData
+from ...dataloaders import ImageSpotData
+from .._network import NetworkModel
 from .._train_config import TrainConfig
 from ._common import Baseline
 
@@ -19,21 +19,10 @@ if TYPE_CHECKING:
     import torch
     from spatialdata import SpatialData
 
-__all__ = ["ImageSpotData", "STNetBaseline"]
+__all__ = ["STNetBaseline"]
 
 
-@dataclass
-class ImageSpotData(SpotData):
-    """`SpotData` that also holds each spot's ``uint8`` target window ``(n, H, W, 3)`` (no cached features)."""
-
-    images: np.ndarray | None = None
-
-    def subset(self, rows: np.ndarray) -> ImageSpotData:
-        """The spots ``rows``, windows included."""
-        return replace(super().subset(rows), images=None if self.images is None else self.images[np.asarray(rows)])
-
-
-class STNetBaseline(Baseline):
+class STNetBaseline(NetworkModel, Baseline):
     """ST-Net (He et al., Nat. Biomed. Eng. 2020): a CNN fine-tuned on the spot's window, linear head, MSE loss.
 
     The backbone is the encoder named by ``backbone`` (or by the shared ``encoder`` setting), built through the
@@ -153,20 +142,11 @@ class STNetBaseline(Baseline):
     # ------------------------------------------------------------------------------------------- train
     def train(self, *, progress: bool | None = None) -> STNetBaseline:
         """Fine-tune backbone and head with Lightning; the best-validation weights are kept."""
-        from ._stnet_train import fit_stnet
+        import torch
 
-        if self._train_data is None or self.net is None:
-            raise RuntimeError("call `setup(sdata, ...)` before `train()`.")
-        res = fit_stnet(
-            self.net, self._train_data, self._val_data, self.train_config, progress=resolve_progress(progress)
-        )
-        self.net = res.net.cpu().eval()
-        self.history_ = res.history
-        self.fit_info_.update(
-            {"best_epoch": res.best_epoch, "best_val_pcc": res.best_val_pcc, "epochs_run": res.epochs_run}
-        )
-        self.fit_info_["hpg"] = self._validation_hpg()
-        self.is_trained_ = True
+        from ..train import ImageDataModule, ImageTrainingPlan
+
+        self._fit_net(ImageTrainingPlan, torch.nn.MSELoss(), ImageDataModule, progress=progress)
         return self
 
     def _predict_data(self, data: ImageSpotData) -> np.ndarray:
@@ -188,17 +168,8 @@ class STNetBaseline(Baseline):
         if missing:
             raise ValueError(f"the data lacks {len(missing)} of the model's {len(self.genes_)} genes: {missing[:5]}.")
 
-    def is_ready(self) -> bool:
-        """Whether `predict` can run."""
-        return self.net is not None and self.is_trained_ and self.genes_ is not None
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-
-    def _set_state(self, state: dict[str, torch.Tensor]) -> None:
+    def _empty_net(self, state: dict[str, torch.Tensor]) -> None:
         self._build_net(pretrained_weights=False)
-        self.net.load_state_dict(state)
-        self.net.eval()
 
 
 def _cut_windows(sdata, enc, spot_sections: np.ndarray, sections: list[str], table_key, progress) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""Lightning training: plan, data module, trainer construction.
+"""Lightning training of every method: plans, data modules, trainer construction.
 
 ``TrainingDivergedError`` is importable here too; it is documented once, as `genedml.models.TrainingDivergedError`.
 """
 
-from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan, section_pcc
-from ._plan import TrainingDivergedError as TrainingDivergedError
+from ._datamodule import ImageDataModule, SpotDataModule
+from ._spot_plan import ImageTrainingPlan, SpotTrainingPlan, section_pcc
+from ._spot_plan import TrainingDivergedError as TrainingDivergedError
 from ._ssl import SSLHistory as SSLHistory
 from ._ssl import SSLPlan as SSLPlan
 from ._ssl import TileDataModule as TileDataModule
@@ -22,9 +22,11 @@ from ._trainer import quiet_lightning as quiet_lightning
 __all__ = [
     "DivergenceCheck",
     "FitResult",
-    "GeneDMLPlan",
     "HistoryCallback",
+    "ImageDataModule",
+    "ImageTrainingPlan",
     "SpotDataModule",
+    "SpotTrainingPlan",
     "build_trainer",
     "run_fit",
     "section_pcc",

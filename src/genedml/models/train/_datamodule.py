@@ -1,14 +1,23 @@
-"""`SpotDataModule`: train/validation loaders over in-memory `SpotData`."""
+"""Lightning data modules: `SpotDataModule` over cached features (`SpotData`), `ImageDataModule` over windows."""
 
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
-from ...dataloaders import SectionBatchSampler, SpotData, SpotIndexDataset, make_collate
+from ...dataloaders import (
+    ImageBatch,
+    ImageSpotData,
+    SectionBatchSampler,
+    SpotData,
+    SpotIndexDataset,
+    make_collate,
+    make_image_collate,
+)
 from .._train_config import TrainConfig
 
-__all__ = ["SpotDataModule"]
+__all__ = ["ImageDataModule", "SpotDataModule"]
 
 
 class SpotDataModule(L.LightningDataModule):
@@ -61,4 +70,39 @@ class SpotDataModule(L.LightningDataModule):
             batch_sampler=sampler,
             collate_fn=make_collate(self.val_data, augment=False),
             num_workers=0,
+        )
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Shuffled training batches of windows (dihedral augmentation) and unshuffled validation batches (ST-Net)."""
+
+    def __init__(self, train_data: ImageSpotData, val_data: ImageSpotData | None, train_config: TrainConfig) -> None:
+        super().__init__()
+        self.train_data, self.val_data, self.tc = train_data, val_data, train_config
+
+    def transfer_batch_to_device(self, batch: ImageBatch, device: torch.device, dataloader_idx: int) -> ImageBatch:
+        """Move an `ImageBatch`."""
+        return batch.to(device)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches; the last partial batch is dropped when there is more than one batch."""
+        bs = min(self.tc.batch_size, len(self.train_data))
+        return DataLoader(
+            SpotIndexDataset(self.train_data),
+            batch_size=bs,
+            shuffle=True,
+            drop_last=len(self.train_data) > bs,
+            collate_fn=make_image_collate(self.train_data, augment=self.tc.augment, seed=self.tc.seed),
+            generator=torch.Generator().manual_seed(self.tc.seed),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Every validation window, in order, without augmentation."""
+        if self.val_data is None:
+            return []
+        return DataLoader(
+            SpotIndexDataset(self.val_data),
+            batch_size=max(1, min(self.tc.batch_size * 2, len(self.val_data))),
+            shuffle=False,
+            collate_fn=make_image_collate(self.val_data, augment=False),
         )

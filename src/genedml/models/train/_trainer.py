@@ -17,8 +17,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from ..._logging import logger
 from ..._utils import LOG_INTERVAL_S, is_terminal
 from .._train_config import TrainConfig
-from ._datamodule import SpotDataModule
-from ._plan import GeneDMLPlan, TrainingDivergedError, diverged_message
+from ._spot_plan import TrainingDivergedError, diverged_message
 
 __all__ = ["DivergenceCheck", "FitResult", "HistoryCallback", "TrainingDivergedError", "build_trainer", "run_fit"]
 
@@ -189,8 +188,11 @@ class FitResult:
 _FIT_DIR_ENV = "GENEDML_FIT_DIR"
 
 
-def run_fit(plan: GeneDMLPlan, dm: SpotDataModule, tc: TrainConfig, *, progress: bool) -> FitResult:
+def run_fit(plan: L.LightningModule, dm: L.LightningDataModule, tc: TrainConfig, *, progress: bool) -> FitResult:
     """Fit, then load the best-validation weights into ``plan.net`` on every rank.
+
+    ``plan`` is a `SpotTrainingPlan` (or `ImageTrainingPlan`); ``dm`` a data module with a ``val_data`` attribute
+    (`SpotDataModule`, `ImageDataModule`).
 
     Under Lightning's ``"ddp"`` strategy the script is re-executed once per extra process; the checkpoint folder is
     handed to those processes through an environment variable so every rank restores the same best weights.

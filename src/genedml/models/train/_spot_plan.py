@@ -1,15 +1,21 @@
-"""`GeneDMLPlan`: the Lightning training plan (optimiser, schedule, loss terms, validation metric)."""
+"""The Lightning training plan of every trained method (optimiser, schedule, loss terms, validation metric).
+
+`SpotTrainingPlan` trains any network that maps a `SpotBatch` of cached features to predictions (`GeneDML`'s
+network, BLEEP's projection heads); `ImageTrainingPlan` is the same plan on batches of pixels (`ImageBatch`) with
+an MSE loss (ST-Net's fine-tuned CNN).
+"""
 
 from __future__ import annotations
 
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ...dataloaders import SpotBatch
+from ...dataloaders import ImageBatch, SpotBatch
 from .._train_config import TrainConfig
 
-__all__ = ["GeneDMLPlan", "TrainingDivergedError", "diverged_message", "section_pcc"]
+__all__ = ["ImageTrainingPlan", "SpotTrainingPlan", "TrainingDivergedError", "diverged_message", "section_pcc"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -42,13 +48,16 @@ def section_pcc(pred: np.ndarray, y: np.ndarray, section: np.ndarray) -> tuple[f
     return pcc, float(np.mean((pred - y) ** 2))
 
 
-class GeneDMLPlan(L.LightningModule):
+class SpotTrainingPlan(L.LightningModule):
     """Trains a network that maps a `SpotBatch` to predictions with a loss returning ``LossOutput``.
+
+    Adam with weight decay and a StepLR schedule stepped every epoch; every loss term logged per epoch; validation
+    PCC(A) (mean over sections of the mean per-gene Pearson r) for early stopping and the best checkpoint.
 
     Parameters
     ----------
     net
-        ``GeneDMLNet`` (or a baseline with the same forward signature).
+        ``GeneDMLNet``, or a baseline network with the same forward signature (``BLEEPNet``).
     loss
         Callable ``loss(output, y, generator=...) -> LossOutput`` (``.loss`` tensor, ``.terms`` dict of scalars).
     train_config
@@ -109,3 +118,22 @@ class GeneDMLPlan(L.LightningModule):
         opt = torch.optim.Adam(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+class ImageTrainingPlan(SpotTrainingPlan):
+    """`SpotTrainingPlan` (optimiser, schedule, validation PCC(A)) on batches of pixels with the MSE loss (ST-Net).
+
+    ``net`` maps ``uint8`` windows ``(B, H, W, 3)`` to predictions ``(B, G)``; ``loss`` is unused (pass
+    ``torch.nn.MSELoss()``), the step computes the MSE itself.
+    """
+
+    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
+        """MSE of the fine-tuned CNN's predictions."""
+        loss = F.mse_loss(self.net(batch.images), batch.y)
+        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(batch.rows), prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        """Collect predictions for the epoch-end PCC(A)."""
+        pred = self.net(batch.images)
+        self._val.append((pred.detach().float().cpu().numpy(), batch.y.cpu().numpy(), batch.rows.cpu().numpy()))

@@ -7,10 +7,17 @@ per member (``member0.pt`` …) and, once calibrated, ``calibration.npz`` (plain
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ._predictor import Predictor
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 __all__ = ["EnsembleModel"]
 
@@ -22,11 +29,42 @@ class EnsembleModel:
 
     The spread of the members (standard deviation over members, per spot and gene) is what `gd.tl.calibrate` turns
     into calibrated prediction intervals; ``calibration_`` holds that calibration once done (``None`` before).
+    An ensemble is a `Predictor` itself; its members are any predictors (fold models of `gd.tl.cross_validate`,
+    models of several seeds, a mix of methods).
+
+    Parameters
+    ----------
+    models
+        The fitted members; the ensemble predicts the genes they all predict, in the first member's order.
+    calibration
+        A calibration made by `gd.tl.calibrate` (``None``: uncalibrated).
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> from genedml.models import EnsembleModel, make_method
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> members = [
+    ...     make_method("ridge", alpha=a, encoder="test_resnet", pretrained=False, target_px=32)
+    ...     .setup(sdata, n_genes=10, progress=False)
+    ...     .train()
+    ...     for a in (1.0, 10.0)
+    ... ]
+    >>> ens = EnsembleModel(members)
+    >>> mean, sd = ens.predict(sdata, return_std=True)
+    >>> mean.shape == sd.shape == (sdata["table"].n_obs, 10)
+    True
     """
 
-    def __init__(self, models: list, *, calibration: dict | None = None) -> None:
+    def __init__(self, models: list[Predictor], *, calibration: dict | None = None) -> None:
         if not models:
             raise ValueError("`models`: an ensemble needs at least one fitted model.")
+        for i, m in enumerate(models):
+            if not isinstance(m, Predictor):
+                raise TypeError(
+                    f"`models[{i}]` is a {type(m).__name__}, not a fitted genedml model (see "
+                    "genedml.models.Predictor: genes_, predict, is_ready, save/load …)."
+                )
         common = [g for g in models[0].genes_ if all(g in m.genes_ for m in models[1:])]
         if not common:
             raise ValueError("the fold models share no gene.")
@@ -37,7 +75,6 @@ class EnsembleModel:
         self.train_config = first.train_config
         self.fit_info_ = {"ensemble": len(models), "hpg": None}
         self.calibration_ = calibration
-        self.net = True  # ready marker for gd.tl.predict
 
     @property
     def model_hash(self) -> str:
@@ -45,6 +82,20 @@ class EnsembleModel:
         import hashlib
 
         return hashlib.sha256("".join(m.model_hash for m in self.models).encode()).hexdigest()[:16]
+
+    @property
+    def geometry_(self) -> dict | None:
+        """The first member's training geometry (see `GeneDML.geometry_`), ``None`` when it has none."""
+        return getattr(self.models[0], "geometry_", None)
+
+    def is_ready(self) -> bool:
+        """Whether `predict` can run: every member is ready."""
+        return all(m.is_ready() for m in self.models)
+
+    def set_weights(self, weights: str | os.PathLike) -> None:
+        """Give every member the local encoder weights file it was trained with (see `GeneDML.set_weights`)."""
+        for m in self.models:
+            m.set_weights(weights)
 
     def seen_sections(self) -> list[set[str]]:
         """Per member, the sections it trained or early-stopped on (``fit_info_`` train and validation sections)."""
@@ -54,7 +105,7 @@ class EnsembleModel:
             out.append({str(s) for s in list(info.get("train_sections") or []) + list(info.get("val_sections") or [])})
         return out
 
-    def member_predictions(self, sdata, *, sections=None, table_key=None, progress=None) -> np.ndarray:
+    def member_predictions(self, sdata: SpatialData, *, sections=None, table_key=None, progress=None) -> np.ndarray:
         """``(n_members, n_spots_of_sections, n_genes)`` predictions over the common genes."""
         preds = []
         for m in self.models:
@@ -62,7 +113,7 @@ class EnsembleModel:
             preds.append(p[:, [m.genes_.index(g) for g in self.genes_]])
         return np.stack(preds).astype(np.float32)
 
-    def predict(self, sdata, *, sections=None, table_key=None, progress=None, return_std: bool = False):
+    def predict(self, sdata: SpatialData, *, sections=None, table_key=None, progress=None, return_std: bool = False):
         """Mean of the members' predictions over the common genes; with ``return_std``, also their spread.
 
         The spread is the standard deviation over members (``ddof=1``; zeros for a single member).
@@ -101,9 +152,12 @@ class EnsembleModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, sdata=None, table_key: str | None = None) -> EnsembleModel:
-        """Load a folder written by `save` (members through `genedml.models.load_method`)."""
-        from ..models import load_method
+    def load(cls, path: str | Path, *, weights=None, sdata=None, table_key: str | None = None) -> EnsembleModel:
+        """Load a folder written by `save` (members through `genedml.models.load_method`).
+
+        ``weights``: the encoder's local weights file, when the members were trained with one (sha256 checked).
+        """
+        from ._registry import load_method
 
         path = Path(path)
         manifest_path = path / "ensemble.json"
@@ -112,7 +166,7 @@ class EnsembleModel:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT:
             raise ValueError(f"`path`={str(path)!r}: unknown ensemble format {manifest.get('format')!r}.")
-        models = [load_method(path / f, sdata=sdata, table_key=table_key) for f in manifest["members"]]
+        models = [load_method(path / f, weights=weights, sdata=sdata, table_key=table_key) for f in manifest["members"]]
         cal = manifest.get("calibration")
         if cal is not None:
             with np.load(path / "calibration.npz", allow_pickle=False) as z:

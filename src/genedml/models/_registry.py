@@ -1,15 +1,18 @@
-"""Every method by name: the baselines, Gene-DML, TRIPLEX-style fusion and the ablation rows of Table 3."""
+"""Every method by name: the baselines, Gene-DML, TRIPLEX-style fusion and the ablation rows of Table 3.
+
+The one place that builds (`make_method`) and loads (`load_method`) a method from its name: `gd.tl.fit`,
+`gd.tl.cross_validate`, `EnsembleModel.load` and the command line all go through it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._base import SpotModel
-from .._config import GeneDMLConfig
-from ._bleep import BLEEPBaseline
-from ._linear import MeanBaseline, RidgeBaseline
-from ._stnet import STNetBaseline
+from ._base import SpotModel
+from ._config import GeneDMLConfig, as_config
+from ._model import GeneDML
+from .baselines import BLEEPBaseline, MeanBaseline, RidgeBaseline, STNetBaseline
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -67,17 +70,11 @@ def triplex_config(base: GeneDMLConfig | str | dict | None = "cpu") -> GeneDMLCo
     >>> cfg.instance_level, cfg.instance_group, cfg.dim
     (False, False, 128)
     """
-    return _with(base, _TRIPLEX)
+    return _with(base, _TRIPLEX, name="base")
 
 
-def _as_base(base: GeneDMLConfig | str | dict | None) -> GeneDMLConfig:
-    from .._model import _as_config
-
-    return _as_config(base)
-
-
-def _with(base, overrides: dict[str, Any]) -> GeneDMLConfig:
-    return GeneDMLConfig.from_dict({**_as_base(base).to_dict(), **overrides})
+def _with(base, overrides: dict[str, Any], *, name: str) -> GeneDMLConfig:
+    return GeneDMLConfig.from_dict({**as_config(base, name=name).to_dict(), **overrides})
 
 
 def make_method(name: str, **kwargs: Any) -> SpotModel:
@@ -91,8 +88,9 @@ def make_method(name: str, **kwargs: Any) -> SpotModel:
         ``"no_instance_level"``, ``"no_global_scale"``, ``"no_instance_group"``, ``"no_feature_grouping"``,
         ``"plain"``).
     **kwargs
-        Constructor arguments: ``train_config`` and the encoder settings (``encoder``, ``pretrained``, ``weights``,
-        ``target_px``, ``dihedral`` …) and ``config`` are accepted by every method. ``config`` is the Gene-DML
+        Constructor arguments: ``train_config``, the features' recipe (``features``, a
+        `genedml.features.FeatureSpec`, or its fields: ``encoder``, ``pretrained``, ``weights``, ``target_px``,
+        ``dihedral`` …) and ``config`` are accepted by every method. ``config`` is the Gene-DML
         configuration the variant's switches are applied to (default the paper's); the baselines ignore it, as they
         ignore ``dihedral``. The baselines also take their own options (e.g. ``alpha="cv"`` for ridge).
 
@@ -108,15 +106,13 @@ def make_method(name: str, **kwargs: Any) -> SpotModel:
     >>> make_method("no_instance_group", config="cpu", encoder="test_resnet").config.instance_group
     False
     """
-    from .._model import GeneDML
-
     if not isinstance(name, str) or name not in METHODS:
         raise ValueError(f"`name` must be one of {list(METHODS)}, got {name!r}.")
     base = kwargs.pop("config", None)
     if name in BASELINES:
         return BASELINES[name](**kwargs)
     overrides = _TRIPLEX if name == "triplex" else ABLATIONS.get(name, {})
-    return GeneDML(_with(base, overrides), **kwargs)
+    return GeneDML(_with(base, overrides, name="config"), **kwargs)
 
 
 def load_method(
@@ -141,8 +137,7 @@ def load_method(
     -------
     The trained model.
     """
-    from .._model import GeneDML
-    from .._save_load import read_checkpoint
+    from ._save_load import read_checkpoint
 
     method = read_checkpoint(path).get("method")
     if method is None:
