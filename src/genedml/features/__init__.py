@@ -9,6 +9,8 @@ from ._embed import SCALES, compute_features, embed, load_features, open_feature
 from ._images import SectionImage as SectionImage
 from ._images import open_source as open_source
 from ._spec import FeatureSpec
+from ._spec import resolve_feature_spec as resolve_feature_spec
+from ._spec import unknown_keys_error as unknown_keys_error
 from ._store import FeatureSet, Rows
 from ._windows import SpotWindows, spot_windows
 from ._windows import WindowSpec as WindowSpec

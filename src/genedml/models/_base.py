@@ -15,7 +15,7 @@ from .._keys import Keys
 from .._logging import logger
 from .._utils import resolve_progress
 from .._validators import assert_positive_int
-from ..features._spec import FeatureSpec
+from ..features import FeatureSpec
 from ..pp import RECIPES as _RECIPES
 from ._checkpoint import Checkpointed, _plain
 from ._train_config import TrainConfig
@@ -63,7 +63,7 @@ class SpotModel(Checkpointed):
     def __init__(
         self, train_config: TrainConfig | dict | None = None, *, features: Any = None, **feature_kwargs: Any
     ) -> None:
-        from ..features._spec import resolve_feature_spec
+        from ..features import resolve_feature_spec
 
         self.train_config = (
             train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(dict(train_config or {}))

@@ -28,8 +28,7 @@ def route_shorthands(
     override theirs. ``extra`` maps the call's own option names to their defaults. An unknown keyword is an error with
     a "did you mean".
     """
-    from ..features import FeatureSpec
-    from ..features._spec import resolve_feature_spec, unknown_keys_error
+    from ..features import FeatureSpec, resolve_feature_spec, unknown_keys_error
     from ..models import TrainConfig
     from ..pp import TargetSpec
 
