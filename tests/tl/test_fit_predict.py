@@ -10,7 +10,7 @@ def test_fit_records_setup_and_history(trained):
     sdata, model = trained
     table = sdata["table"]
     assert model.is_trained_ and len(model.genes_) == 20
-    assert table.uns["genedml"]["genes"]["names"] == model.genes_
+    assert table.uns["genedml"]["genes"][Keys.selected]["names"] == model.genes_
     assert table.obsm["genedml_target"].shape == (table.n_obs, 20)
     assert model.history_ and {"epoch", "train_loss", "val_pcc"} <= set(model.history_[0])
     assert all(np.isfinite(r["train_loss"]) for r in model.history_)
