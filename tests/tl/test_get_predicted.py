@@ -117,3 +117,12 @@ def test_one_key_vocabulary_round_trips(predicted):
     np.testing.assert_array_equal(out.var[Keys.pcc("s2")], table.var.loc[out.var_names, Keys.pcc("s2")])
     with pytest.raises(KeyError, match="`layer`='nope'"):
         gd.tl.evaluate(sdata, layer="nope")
+
+
+def test_readers_take_the_same_table_key(predicted):
+    sdata = predicted
+    sdata.tables["spots_table"] = sdata.tables.pop("table")
+    scores = gd.tl.evaluate(sdata, layer="s2", table_key="spots_table")
+    assert list(scores.index) == ["S2"]
+    assert Keys.observed("s2") in sdata.tables["spots_table"].layers
+    assert gd.tl.get_predicted(sdata, layer="s2", table_key="spots_table").n_obs == len(sdata["S2_spots"])
