@@ -60,7 +60,8 @@ def predict(
     model
         A trained `genedml.models.GeneDML` (or one loaded with ``GeneDML.load``).
     key_added
-        Layer name and provenance key.
+        Layer name and provenance key; the readers (`gd.tl.evaluate`, `gd.tl.get_predicted`, `gd.pl`) take it as
+        ``layer=``.
     sections
         Sections to predict (``None``: all).
     weights
