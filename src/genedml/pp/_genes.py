@@ -128,7 +128,7 @@ def _resolve_list(wanted: Sequence[str], var_names: pd.Index, *, name: str) -> t
         warnings.warn(
             f"{len(missing)} of {len(wanted)} genes of `{name}` are not in the data and are dropped: {shown}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # user → select_genes → _from_list → here
         )
     return kept, missing
 
