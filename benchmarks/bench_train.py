@@ -106,7 +106,7 @@ def _union(a, b):
     names = sorted(set(a.section_names) | set(b.section_names))
     code = lambda d: np.searchsorted(names, np.asarray(d.section_names)[d.section])  # noqa: E731
     cat = lambda f: np.concatenate([getattr(a, f), getattr(b, f)])  # noqa: E731
-    return SpotData(
+    return SpotData.dense(
         target=cat("target"),
         neighbor=cat("neighbor"),
         neighbor_mask=cat("neighbor_mask"),

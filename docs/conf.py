@@ -112,6 +112,7 @@ NAMESPACES = (
     "io",
     "datasets",
     "pp",
+    "features",
     "tl",
     "pl",
     "metrics",

@@ -12,6 +12,16 @@ from __future__ import annotations
 __all__ = ["Keys"]
 
 
+def _affixed(*, prefix: str = "", suffix: str = "", doc: str) -> staticmethod:
+    """A static method ``name -> prefix + name + suffix`` (a key derived from a section, layer or key name)."""
+
+    def key(name: str) -> str:
+        return f"{prefix}{name}{suffix}"
+
+    key.__doc__ = doc
+    return staticmethod(key)
+
+
 class Keys:
     """Default key names (strings only, no logic)."""
 
@@ -40,50 +50,19 @@ class Keys:
     uns = "genedml"
     var_flag_prefix = "genedml_"
 
-    @staticmethod
-    def image(section: str) -> str:
-        """Image element of a section."""
-        return f"{section}{Keys.image_suffix}"
-
-    @staticmethod
-    def spots(section: str) -> str:
-        """Spot shapes element of a section."""
-        return f"{section}{Keys.spots_suffix}"
-
-    @staticmethod
-    def um(section: str) -> str:
-        """Micrometre coordinate system of a section."""
-        return f"{section}{Keys.um_suffix}"
-
-    @staticmethod
-    def var_flag(key_added: str) -> str:
-        """Boolean ``var`` column marking the genes predicted into ``layers[key_added]``."""
-        return f"{Keys.var_flag_prefix}{key_added}"
-
-    @staticmethod
-    def observed(layer: str) -> str:
-        """Layer of normalised measured values written by ``gd.tl.evaluate`` next to ``layers[layer]``."""
-        return f"{layer}_observed"
-
-    @staticmethod
-    def std(layer: str) -> str:
-        """Layer of the ensemble spread (std over members) written by ``gd.tl.predict`` next to ``layers[layer]``."""
-        return f"{layer}_std"
-
-    @staticmethod
-    def lower(layer: str) -> str:
-        """Layer of the calibrated interval's lower bound written by ``gd.tl.predict(..., interval=…)``."""
-        return f"{layer}_lower"
-
-    @staticmethod
-    def upper(layer: str) -> str:
-        """Layer of the calibrated interval's upper bound written by ``gd.tl.predict(..., interval=…)``."""
-        return f"{layer}_upper"
-
-    @staticmethod
-    def pcc(layer: str) -> str:
-        """``var`` column of per-gene PCC written by ``gd.tl.evaluate``."""
-        return f"genedml_pcc_{layer}"
+    image = _affixed(suffix=image_suffix, doc="Image element of a section.")
+    spots = _affixed(suffix=spots_suffix, doc="Spot shapes element of a section.")
+    um = _affixed(suffix=um_suffix, doc="Micrometre coordinate system of a section.")
+    var_flag = _affixed(
+        prefix=var_flag_prefix, doc="Boolean ``var`` column marking the genes predicted into ``layers[key_added]``."
+    )
+    observed = _affixed(
+        suffix="_observed", doc="Layer of normalised measured values written by ``gd.tl.evaluate`` next to a layer."
+    )
+    std = _affixed(suffix="_std", doc="Layer of the ensemble spread (std over members) written by ``gd.tl.predict``.")
+    lower = _affixed(suffix="_lower", doc="Layer of the calibrated interval's lower bound (``predict(interval=…)``).")
+    upper = _affixed(suffix="_upper", doc="Layer of the calibrated interval's upper bound (``predict(interval=…)``).")
+    pcc = _affixed(prefix="genedml_pcc_", doc="``var`` column of per-gene PCC written by ``gd.tl.evaluate``.")
 
     @staticmethod
     def features(encoder: str, scale: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ import numpy as np
 
 from ._settings import settings
 
-__all__ = ["atomic_path", "get_rng", "resolve_progress"]
+__all__ = ["atomic_path", "file_sha256", "get_rng", "resolve_progress"]
+
+_HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
 def get_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
@@ -123,3 +126,17 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (memoised by path, size and modification time)."""
+    p = Path(path)
+    st = p.stat()
+    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if memo_key not in _HASH_MEMO:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        _HASH_MEMO[memo_key] = h.hexdigest()
+    return _HASH_MEMO[memo_key]

@@ -120,7 +120,7 @@ def _data(n_per=(5, 4), T=3, D=6, G=2, variants=False):
     n = len(sec)
     tgt = rng.normal(size=(8, n, T, D) if variants else (n, T, D)).astype(np.float16)
     pos = np.concatenate([np.stack([np.arange(k), np.zeros(k)], 1) for k in n_per]).astype(int)
-    return SpotData(
+    return SpotData.dense(
         target=tgt,
         neighbor=rng.normal(size=(n, 25, D)).astype(np.float32),
         neighbor_mask=np.ones((n, 25), bool),
@@ -146,9 +146,32 @@ def test_batch_gathers_whole_sections_for_the_global_encoder():
 def test_batch_variants_and_subset():
     d = _data(variants=True)
     b = d.batch([1, 2], variants=np.array([0, 3]))
-    np.testing.assert_allclose(b.target[1].numpy(), d.target[3, 2].astype(np.float32))
+    np.testing.assert_allclose(b.target[1].numpy(), d.target_variants[3][2].astype(np.float32))
     sub = d.subset(np.array([5, 6, 7, 8]))
-    assert sub.section_names == ["b"] and len(sub) == 4 and sub.target.shape[:2] == (8, 4)
+    assert sub.section_names == ["b"] and len(sub) == 4 and sub.n_variants == 8 and len(sub.target_variants[7]) == 4
+    np.testing.assert_allclose(sub.batch([1], variants=np.array([7])).target[0].numpy(), d.target_variants[7][6])
+
+
+def test_batch_gathers_shared_tiles_through_the_index():
+    """A tile stored once serves every spot that points to it; masked tiles are zero."""
+    from genedml.features import Rows
+
+    tiles = Rows([np.arange(6, dtype=np.float32).reshape(3, 2), np.full((2, 2), 9, np.float32)])  # 5 tiles
+    d = SpotData(
+        target=None,
+        tiles=tiles,
+        global_index=np.array([0, 1, 2]),
+        neighbor_index=np.array([[0, 3, -1], [3, 4, 1], [4, -1, -1]]),
+        pos=np.zeros((3, 2), int),
+        section=np.zeros(3, int),
+        section_names=["s"],
+    )
+    b = d.batch([2, 1])
+    np.testing.assert_array_equal(b.neighbor_mask.numpy(), [[True, False, False], [True, True, True]])
+    np.testing.assert_array_equal(b.neighbor[1].numpy(), [[9, 9], [9, 9], [2, 3]])
+    assert (b.neighbor[0, 1:] == 0).all()
+    np.testing.assert_array_equal(d.neighbor_mean(chunk=2)[0], [4.5, 5.0])
+    np.testing.assert_array_equal(d.subset(np.array([2])).global_feats, [[4, 5]])
 
 
 def test_spotdata_rejects_bad_input():

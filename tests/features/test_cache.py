@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import genedml as gd
-from genedml.io import SectionData, build_sdata
 from genedml.features import _cache, _embed_run
+from genedml.io import SectionData, build_sdata
 
 PX = 32
 G = "genedml_test_resnet_global"
@@ -50,22 +50,30 @@ def encoded(monkeypatch):
     return sizes
 
 
-def _files(root, pattern="*.npz"):
-    return sorted(p for p in root.rglob(pattern) if "parts" not in p.parts)
+def _files(root):
+    """Complete store entries (folders with a meta.json)."""
+    return sorted(p.parent for p in root.rglob("meta.json"))
+
+
+def _feats(sdata, enc="test_resnet"):
+    """Every embedded scale of ``enc`` as dense arrays, read back from the store."""
+    rec = sdata.tables["table"].uns["genedml"]["features"][enc]
+    return {s: gd.features.load_features(sdata, encoder=enc, scale=s) for s in rec["params"]["scales"]}
 
 
 def test_repeated_call_is_a_hit_without_any_forward(resnet, encoded):
     sdata = _sdata()
     gd.tl.embed(sdata, encoder=resnet, target_px=PX)
-    first = {k: v.copy() for k, v in sdata.tables["table"].obsm.items()}
+    first = _feats(sdata)
     n_first = sum(encoded)
     assert n_first > 0 and len(_files(gd.settings.cachedir)) == 3  # global, neighbor, target/0
     encoded.clear()
     again = _sdata()  # a new object with the same content
     gd.tl.embed(again, encoder=resnet, target_px=PX)
     assert encoded == []
-    for k, v in first.items():
-        np.testing.assert_array_equal(again.tables["table"].obsm[k], v)
+    for k, v in _feats(again).items():
+        np.testing.assert_array_equal(v, first[k])
+    assert not any(k.startswith("genedml_") for k in again.tables["table"].obsm), "features stay out of obsm"
 
 
 @pytest.mark.parametrize(
@@ -86,7 +94,7 @@ def test_every_key_part_invalidates(resnet, encoded, part, change):
     gd.tl.embed(sdata, **{**base, **change.get("kwargs", {})})
     n = sdata.tables["table"].n_obs
     if part == "scale":  # global is a hit and feeds the centre tiles; only the other neighbour tiles run
-        assert 0 < sum(encoded) and NB in sdata.tables["table"].obsm
+        assert 0 < sum(encoded) and "neighbor" in _feats(sdata)
     else:
         assert sum(encoded) == n, part
 
@@ -118,6 +126,29 @@ def test_variants_have_their_own_entries(resnet, encoded):
     assert len(_files(gd.settings.cachedir)) == 8
 
 
+def test_store_holds_each_distinct_tile_once(resnet):
+    sdata = _sdata()
+    gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"))
+    fs = gd.features.open_features(sdata, encoder="test_resnet")
+    ent = fs.entries["s1"]["neighbor"]
+    index, tiles = np.asarray(ent["index"]), np.asarray(ent["tiles"])
+    n = sdata.tables["table"].n_obs
+    # every stored tile is used, and no two stored tiles are the same window
+    used = np.unique(index[index >= n]) - n
+    assert len(used) == len(tiles)
+    # the dense view agrees with a from-scratch encoding of each spot's 25 tiles
+    dense = gd.features.load_features(sdata, encoder="test_resnet", scale="neighbor")
+    win = gd.features.spot_windows(sdata, section="s1", scale="neighbor", target_px=PX)
+    import torch
+
+    with torch.inference_mode():
+        imgs = torch.from_numpy(win.images.reshape(-1, PX, PX, 3).transpose(0, 3, 1, 2).copy())
+        _, pooled = resnet(resnet.prepare(imgs, size=resnet.input_px(PX)))
+    want = pooled.numpy().reshape(n, 25, -1) * win.mask[..., None]
+    np.testing.assert_allclose(dense, want, rtol=1e-4, atol=1e-5)
+    assert not any(k.startswith("genedml_") for k in sdata.tables["table"].obsm)
+
+
 def test_cache_false_neither_reads_nor_writes(resnet, encoded):
     gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
     gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global", cache=False)
@@ -128,15 +159,16 @@ def test_cache_false_neither_reads_nor_writes(resnet, encoded):
 def test_corrupt_entry_is_a_miss_and_is_rewritten(resnet, encoded):
     sdata = _sdata()
     gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales="global")
-    ref = sdata.tables["table"].obsm[G].copy()
+    ref = _feats(sdata)["global"]
     (entry,) = _files(gd.settings.cachedir)
-    entry.write_bytes(entry.read_bytes()[:50])  # truncated
+    arr = entry / "pooled.npy"
+    arr.write_bytes(arr.read_bytes()[:50])  # truncated
     encoded.clear()
     again = _sdata()
     gd.tl.embed(again, encoder=resnet, target_px=PX, scales="global")
     assert sum(encoded) == again.tables["table"].n_obs
-    np.testing.assert_allclose(again.tables["table"].obsm[G], ref, rtol=1e-5, atol=1e-6)
-    assert _cache.FeatureCache(gd.settings.cachedir).load(entry.stem) is not None
+    np.testing.assert_allclose(_feats(again)["global"], ref, rtol=1e-5, atol=1e-6)
+    assert _cache.FeatureCache(gd.settings.cachedir).load(entry.name) is not None
 
 
 class _Boom(RuntimeError):
@@ -176,36 +208,38 @@ def test_interrupted_embedding_resumes_without_corrupt_entries(resnet, monkeypat
     parts = sorted(root.rglob("parts/*.npz"))
     assert len(_files(root)) == 1 and len(parts) == 1  # the finished global entry + one finished neighbour part
     assert not list(root.rglob("*.tmp")), "no temporary leftovers after a clean exception"
-    for p in [*_files(root), *parts]:  # everything on disk loads
-        with np.load(p) as z:
-            assert z.files
-    assert NB not in sdata.tables["table"].obsm
+    assert _cache.FeatureCache(root).load(_files(root)[0].name) is not None  # everything on disk loads
+    with np.load(parts[0]) as z:
+        assert z.files
+    assert "features" not in sdata.tables["table"].uns.get("genedml", {}), "a failed call records nothing"
 
     # resume: the global entry and the finished part are reused; only the rest of the neighbour pass runs
     sizes.clear()
     monkeypatch.setattr(_embed_run, "_encode_batch", counting)
     gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales=("neighbor", "global"), batch_size=4)
     assert sum(sizes) == n_total - n_spots - 8
-    for key in (G, NB, NB + "_mask"):
-        np.testing.assert_allclose(sdata.tables["table"].obsm[key], ref.tables["table"].obsm[key], rtol=1e-5, atol=1e-6)
+    got, want = _feats(sdata), _feats(ref)
+    for key in ("global", "neighbor"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
     assert not list(root.rglob("parts/*.npz")), "parts are dropped once the entry is complete"
 
 
 def test_a_write_killed_midway_leaves_no_entry(resnet, monkeypatch):
-    real_savez = np.savez
+    real_save = np.save
 
-    def half_then_die(fh, **arrays):
-        fh.write(b"PK\x03\x04 partial")
+    def half_then_die(fh, arr, **kw):
+        fh.write(b"\x93NUMPY partial")
         raise _Boom("disk full")
 
-    monkeypatch.setattr(_cache.np, "savez", half_then_die)
+    monkeypatch.setattr(_cache.np, "save", half_then_die)
     with pytest.raises(_Boom):
         gd.tl.embed(_sdata(), encoder=resnet, target_px=PX, scales="global")
     assert _files(gd.settings.cachedir) == []
-    monkeypatch.setattr(_cache.np, "savez", real_savez)
+    assert not [p for p in gd.settings.cachedir.rglob("*") if p.name.startswith(".")], "no temporary folder left"
+    monkeypatch.setattr(_cache.np, "save", real_save)
     sdata = _sdata()
     gd.tl.embed(sdata, encoder=resnet, target_px=PX, scales="global")
-    assert np.isfinite(sdata.tables["table"].obsm[G]).all() and len(_files(gd.settings.cachedir)) == 1
+    assert np.isfinite(_feats(sdata)["global"]).all() and len(_files(gd.settings.cachedir)) == 1
 
 
 def test_feature_cache_unit(tmp_path):
@@ -218,8 +252,9 @@ def test_feature_cache_unit(tmp_path):
     store.save_part(k2, 0, 4, {"x": np.zeros((3, 2))})  # wrong number of rows
     assert store.load_part(k2, 0, 4) is None and not store.part_path(k2, 0, 4).exists()
     # an entry copied to another key's name is refused (its stored key does not match)
-    store.path(k2).parent.mkdir(parents=True, exist_ok=True)
-    store.path(k2).write_bytes(store.path(k1).read_bytes())
+    import shutil
+
+    shutil.copytree(store.path(k1), store.path(k2))
     assert store.load(k2) is None
     assert _cache.FeatureCache(tmp_path, enabled=False).load(k1) is None
 

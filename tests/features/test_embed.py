@@ -62,6 +62,24 @@ def encoded(monkeypatch):
     return sizes
 
 
+def _F(sdata, enc="test_resnet"):
+    """The features of ``enc`` under their former ``obsm`` names, read back from the store (dense, table order)."""
+    from genedml.features._embed_write import table_rows
+
+    t = sdata.tables["table"]
+    rec = t.uns["genedml"]["features"][enc]
+    out = {
+        Keys.features(enc, s): gd.features.load_features(sdata, encoder=enc, scale=s) for s in rec["params"]["scales"]
+    }
+    if "neighbor" in rec["params"]["scales"]:
+        fs = gd.features.open_features(sdata, encoder=enc)
+        mask = np.zeros((t.n_obs, 25), bool)
+        for sec in fs.sections:
+            mask[table_rows(t, sec)] = np.asarray(fs.entries[sec]["neighbor"]["index"]) >= 0
+        out[Keys.features(enc, "neighbor") + "_mask"] = mask
+    return out
+
+
 def _pooled(enc, windows):
     import torch
 
@@ -77,32 +95,32 @@ def test_embed_writes_documented_slots(resnet):
     t = sdata.tables["table"]
     n, D = t.n_obs, 96
     g, nb, tg = (Keys.features("test_resnet", s) for s in ("global", "neighbor", "target"))
-    assert t.obsm[g].shape == (n, D) and t.obsm[g].dtype == np.float32
-    assert t.obsm[nb].shape == (n, 25, D) and t.obsm[nb].dtype == np.float32
-    assert t.obsm[nb + "_mask"].shape == (n, 25) and t.obsm[nb + "_mask"].dtype == bool
-    assert t.obsm[tg].shape == (n, 1, D) and t.obsm[tg].dtype == np.float16  # 32 px → 1×1 map
-    assert np.isfinite(t.obsm[g]).all() and np.isfinite(t.obsm[tg]).all()
+    assert _F(sdata)[g].shape == (n, D) and _F(sdata)[g].dtype == np.float32
+    assert _F(sdata)[nb].shape == (n, 25, D) and _F(sdata)[nb].dtype == np.float32
+    assert _F(sdata)[nb + "_mask"].shape == (n, 25) and _F(sdata)[nb + "_mask"].dtype == bool
+    assert _F(sdata)[tg].shape == (n, 1, D) and _F(sdata)[tg].dtype == np.float16  # 32 px → 1×1 map
+    assert np.isfinite(_F(sdata)[g]).all() and np.isfinite(_F(sdata)[tg]).all()
     rec = t.uns["genedml"]["features"]["test_resnet"]
     assert rec["D"] == D and rec["T"] == 1 and rec["params"]["target_px"] == PX and rec["params"]["mode"] == "native"
     assert rec["encoder"]["weights_hash"] == resnet.weights_hash
     s1 = rec["sections"]["s1"]
     assert s1["window_um"] == pytest.approx(PX * 0.5) and s1["neighbor_um"] == pytest.approx(5 * PX * 0.5)
-    assert {k for k, _ in s1["cache_keys"]} == {"global", "neighbor", "target/0"}  # pairs: zarr-safe
-    assert rec["obsm_keys"] == {"target": tg, "neighbor": nb, "global": g}
+    assert {k for k, _ in s1["entries"]} == {"global", "neighbor", "target/0"}  # pairs: zarr-safe
+    assert rec["store"] == str(gd.settings.cachedir) and s1["n_spots"] == gd.io.section_obs(sdata, "s1").size
+    assert not any(k.startswith("genedml_") for k in t.obsm), "features never enter obsm"
 
 
 def test_features_equal_the_encoder_on_the_windows(resnet):
     sdata = _sdata()
     gd.tl.embed(sdata, encoder=resnet, target_px=PX, batch_size=64)
-    t = sdata.tables["table"]
     rows = gd.io.section_obs(sdata, "s2")
     tgt = gd.features.spot_windows(sdata, section="s2", target_px=PX)
     tok, pooled = _pooled(resnet, tgt.images)
-    np.testing.assert_allclose(t.obsm["genedml_test_resnet_global"][rows], pooled, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(t.obsm["genedml_test_resnet_target"][rows], tok, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(_F(sdata)["genedml_test_resnet_global"][rows], pooled, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_F(sdata)["genedml_test_resnet_target"][rows], tok, rtol=2e-3, atol=2e-3)
     nbw = gd.features.spot_windows(sdata, section="s2", scale="neighbor", target_px=PX, spots=[0, 3])
-    feats = t.obsm["genedml_test_resnet_neighbor"][rows[[0, 3]]]
-    mask = t.obsm["genedml_test_resnet_neighbor_mask"][rows[[0, 3]]]
+    feats = _F(sdata)["genedml_test_resnet_neighbor"][rows[[0, 3]]]
+    mask = _F(sdata)["genedml_test_resnet_neighbor_mask"][rows[[0, 3]]]
     np.testing.assert_array_equal(mask, nbw.mask)
     assert (~mask).any() and mask.any()
     _, tile_pooled = _pooled(resnet, nbw.images.reshape(-1, PX, PX, 3))
@@ -123,13 +141,13 @@ def test_neighbor_tiles_are_deduplicated_on_an_aligned_grid(resnet, encoded):
     sdata = build_sdata([sec])
     gd.tl.embed(sdata, encoder=resnet, scales=("neighbor", "global"), target_px=PX, batch_size=16)
     n = len(sec.xy)
-    mask = sdata.tables["table"].obsm["genedml_test_resnet_neighbor_mask"]
+    mask = _F(sdata)["genedml_test_resnet_neighbor_mask"]
     origins = (sec.xy[:, None, ::-1] - PX // 2 + (np.mgrid[-2:3, -2:3].reshape(2, 25).T * PX)[None]).astype(int)
     distinct = {tuple(o) for o in origins[mask]} | {tuple(o) for o in origins[:, 12]}
     assert sum(encoded) == len(distinct) < n + int(mask.sum())
     nbw = gd.features.spot_windows(sdata, section="g", scale="neighbor", target_px=PX, spots=[n // 2])
     _, ref = _pooled(resnet, nbw.images.reshape(-1, PX, PX, 3))
-    got = sdata.tables["table"].obsm["genedml_test_resnet_neighbor"][n // 2]
+    got = _F(sdata)["genedml_test_resnet_neighbor"][n // 2]
     np.testing.assert_allclose(got[nbw.mask[0]], ref[nbw.mask[0]], rtol=1e-4, atol=1e-5)
 
 
@@ -140,7 +158,7 @@ def test_dihedral_variants_are_cached_and_loadable(vit):
     gd.tl.embed(sdata, encoder=vit, scales="target", target_px=PX, dihedral=True, batch_size=64)
     t = sdata.tables["table"]
     v0 = gd.features.load_features(sdata, encoder="test_vit", scale="target")
-    np.testing.assert_array_equal(v0, t.obsm["genedml_test_vit_target"])
+    np.testing.assert_array_equal(v0, _F(sdata, "test_vit")["genedml_test_vit_target"])
     assert v0.shape == (t.n_obs, 5, 64)
     rows = gd.io.section_obs(sdata, "s1")
     win = torch.from_numpy(
@@ -163,11 +181,11 @@ def test_sections_subset_then_the_rest_merges(resnet, encoded):
     t = sdata.tables["table"]
     r1, r2 = gd.io.section_obs(sdata, "s1"), gd.io.section_obs(sdata, "s2")
     gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections=["s2"])
-    g = t.obsm["genedml_test_resnet_global"]
+    g = _F(sdata)["genedml_test_resnet_global"]
     assert np.isnan(g[r1]).all() and np.isfinite(g[r2]).all()
     assert sum(encoded) == len(r2)
     gd.tl.embed(sdata, encoder=resnet, scales="global", target_px=PX, sections="s1")
-    g2 = t.obsm["genedml_test_resnet_global"]
+    g2 = _F(sdata)["genedml_test_resnet_global"]
     assert np.isfinite(g2).all()
     np.testing.assert_array_equal(g2[r2], g[r2])
     assert set(t.uns["genedml"]["features"]["test_resnet"]["sections"]) == {"s1", "s2"}
@@ -182,7 +200,7 @@ def test_lazy_reading_and_thread_counts_give_identical_features(resnet, monkeypa
     lazy = _sdata()
     gd.tl.embed(lazy, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=2)
     for key in ("genedml_test_resnet_global", "genedml_test_resnet_neighbor", "genedml_test_resnet_neighbor_mask"):
-        np.testing.assert_allclose(lazy.tables["table"].obsm[key], ref.tables["table"].obsm[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_F(lazy)[key], _F(ref)[key], rtol=1e-5, atol=1e-6)
 
 
 def test_physical_size_is_recorded(resnet):
@@ -267,5 +285,5 @@ def test_provenance_survives_writing_the_table(resnet, tmp_path):
     back = ad.read_h5ad(path)
     rec = back.uns["genedml"]["features"]["test_resnet"]
     assert rec["params"]["scales"].tolist() == ["neighbor", "global"] and rec["D"] == 96
-    np.testing.assert_array_equal(back.obsm["genedml_test_resnet_neighbor_mask"], sdata.tables["table"].obsm[
-        "genedml_test_resnet_neighbor_mask"])  # fmt: skip
+    want = sdata.tables["table"].uns["genedml"]["features"]["test_resnet"]["sections"]["s1"]["entries"]
+    assert [list(map(str, e)) for e in rec["sections"]["s1"]["entries"]] == [list(map(str, e)) for e in want]

@@ -44,17 +44,17 @@ def test_read_hest(hest_files, hest_image):
 
 def test_read_hest_is_lazy_and_chunked(hest_files, monkeypatch):
     """Reading decodes no tile; a small crop reads only the chunk(s) it covers."""
-    import genedml.io._hest as hest
+    import genedml.io._tiff as tiff
 
     calls = []
-    orig = hest._read_tiff_block
+    orig = tiff._read_tiff_block
 
     def counting(path, series, level, block_info=None):
         calls.append(block_info[None]["array-location"])
         return orig(path, series, level, block_info=block_info)
 
-    monkeypatch.setattr(hest, "_read_tiff_block", counting)
-    monkeypatch.setattr(hest, "_TARGET_CHUNK", 512)
+    monkeypatch.setattr(tiff, "_read_tiff_block", counting)
+    monkeypatch.setattr(tiff, "_TARGET_CHUNK", 512)
     sdata = read_hest(**hest_files)
     assert calls == []
     img = sdata.images["TENX00_hne"]["scale0"]["image"]

@@ -100,18 +100,18 @@ def test_images_are_not_decoded_at_read(st_layout, monkeypatch):
     import tifffile
     from PIL import Image
 
-    import genedml.io._hest as hest
     import genedml.io._st as st
+    import genedml.io._tiff as tiff
 
     decoded, tiles = [], []
-    orig_pil, orig_tif = st._decode_pillow, hest._read_tiff_block
+    orig_pil, orig_tif = st._decode_pillow, tiff._read_tiff_block
     monkeypatch.setattr(st, "_decode_pillow", lambda *a: decoded.append(a) or orig_pil(*a))
 
     def counting_tif(path, series, level, block_info=None):
         tiles.append(block_info[None]["array-location"])
         return orig_tif(path, series, level, block_info=block_info)
 
-    monkeypatch.setattr(hest, "_read_tiff_block", counting_tif)
+    monkeypatch.setattr(tiff, "_read_tiff_block", counting_tif)
     root, samples = st_layout
     sdata = _read(st_layout)
     assert decoded == [] and tiles == []

@@ -78,9 +78,9 @@ def test_missing_obs_column_and_table(sdata):
 def test_image_not_rgb_uint8():
     from spatialdata.models import Image2DModel
 
-    from genedml.io._model import _transforms
+    from genedml._data_model import section_transforms
 
-    img = Image2DModel.parse(np.zeros((3, 64, 80), dtype=np.float32), transformations=_transforms("T1", 2.0))
+    img = Image2DModel.parse(np.zeros((3, 64, 80), dtype=np.float32), transformations=section_transforms("T1", 2.0))
     sdata = build_sdata([tiny_section("T1", image=img)])
     with pytest.raises(ValidationError, match=r"image must be RGB uint8"):
         validate(sdata)

@@ -21,6 +21,18 @@ def test_image_spatial_he_only(fresh_sdata, check_image):
     check_image(gd.pl.spatial(fresh_sdata, genes="ERBB2", sections="S2", max_px=300), "spatial_he_only")
 
 
+def test_image_spatial_residual(pred_sdata, check_image):
+    # measured and predicted on one scale in units (the default), the residual on a diverging scale centred at 0
+    check_image(gd.pl.spatial(pred_sdata, genes="FASN", sections="S1", residual=True, max_px=300), "spatial_residual")
+
+
+def test_image_spots_categorical(fresh_sdata, check_image):
+    # one colour per category in every section, a legend entry per category (Leiden-like labels)
+    table = fresh_sdata.tables["table"]
+    table.obs["leiden"] = pd.Categorical((np.arange(table.n_obs) % 4).astype(str))
+    check_image(gd.pl.spots(fresh_sdata, color="leiden", max_px=300), "spots_categorical")
+
+
 def test_image_cv_summary(check_image):
     check_image(gd.pl.cv_summary(cv_frame()), "cv_summary")
 
@@ -46,5 +58,4 @@ def test_image_spots(pred_sdata, check_image):
 
 def test_image_predicted_vs_observed(pred_sdata, check_image):
     # identity line through the shared range, r and n in the title, equal axes
-    ax = gd.pl.predicted_vs_observed(pred_sdata, gene="GNAS")
-    check_image(ax.figure, "predicted_vs_observed")
+    check_image(gd.pl.predicted_vs_observed(pred_sdata, gene="GNAS"), "predicted_vs_observed")

@@ -74,10 +74,11 @@ def test_gene_scores_without_results_says_run_evaluate(fresh_sdata):
 
 
 def test_predicted_vs_observed_scatter(pred_sdata):
-    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-    ax = gd.pl.predicted_vs_observed(pred_sdata, gene="GNAS")
-    assert isinstance(ax, Axes)
+    fig = gd.pl.predicted_vs_observed(pred_sdata, gene="GNAS")
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
     table = pred_sdata.tables["table"]
     j = table.var_names.get_loc("GNAS")
     r = np.corrcoef(table.layers["predicted_observed"][:, j], table.layers["predicted"][:, j])[0, 1]
@@ -93,9 +94,9 @@ def test_predicted_vs_observed_scatter(pred_sdata):
 def test_predicted_vs_observed_hexbin_in_given_axes(pred_sdata):
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots()
+    fig, ax = plt.subplots()
     out = gd.pl.predicted_vs_observed(pred_sdata, gene="FASN", sections="S1", kind="hexbin", ax=ax)
-    assert out is ax
+    assert out is fig
     (hb,) = ax.collections
     n_s1 = int((pred_sdata.tables["table"].obs["section"] == "S1").sum())
     assert hb.get_array().sum() == n_s1  # every S1 spot counted once

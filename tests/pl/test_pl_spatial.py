@@ -1,4 +1,4 @@
-"""gd.pl.spatial and gd.pl.spots: layout, true spot geometry over the H&E, per-map normalisation, errors."""
+"""gd.pl.spatial and gd.pl.spots: layout, true spot geometry over the H&E, colour scales, errors."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ def test_grid_titles_and_colorbar(pred_sdata):
 
     fig = gd.pl.spatial(pred_sdata, genes=["GNAS", "FASN"])
     assert isinstance(fig, Figure)
-    *maps, cbar = fig.axes
+    maps, cbars = fig.axes[:12], fig.axes[12:]
     assert len(maps) == 2 * 2 * 3  # genes × sections rows, H&E | measured | predicted
     assert [ax.get_title() for ax in maps[:3]] == ["H&E", "GNAS measured", maps[2].get_title()]
     assert maps[2].get_title().startswith("GNAS predicted · PCC ")
     assert [maps[i].get_ylabel() for i in (0, 3, 6, 9)] == ["S1", "S2", "S1", "S2"]
-    assert cbar.get_ylim() == (0.0, 1.0)  # one shared colour bar on the normalised scale
+    assert len(cbars) == 4  # the default shared scale: one colour bar per row, in the layer's units
+    for row, cbar in enumerate(cbars):
+        assert cbar.get_ylim() == pytest.approx(maps[3 * row + 2].collections[-1].get_clim())
+
+    panel = gd.pl.spatial(pred_sdata, genes=["GNAS", "FASN"], scale="panel")
+    *_, cbar = panel.axes
+    assert len(panel.axes) == 12 + 1 and cbar.get_ylim() == (0.0, 1.0)  # one colour bar, normalised
 
 
 def test_spots_at_true_position_and_size(pred_sdata):
@@ -51,16 +57,17 @@ def test_spots_at_true_position_and_size(pred_sdata):
         assert len(centres) == int((table.obs["section"] == sec).sum())
 
 
-def test_each_map_is_normalised_and_titled_with_its_pcc(pred_sdata):
-    fig = gd.pl.spatial(pred_sdata, genes="FASN", sections="S2")
+def test_panel_scale_and_pcc_title(pred_sdata):
+    fig = gd.pl.spatial(pred_sdata, genes="FASN", sections="S2", scale="panel")
     table = pred_sdata.tables["table"]
     rows = np.flatnonzero(table.obs["section"] == "S2")
     j = table.var_names.get_loc("FASN")
     meas, pred = table.layers["predicted_observed"][rows, j], table.layers["predicted"][rows, j]
     _, meas_ax, pred_ax = fig.axes[:3]
-    for ax, raw in ((meas_ax, meas), (pred_ax, pred)):
-        values = np.asarray(_circles(ax)[2].get_array())
-        np.testing.assert_allclose(values, (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
+    for ax, raw in ((meas_ax, meas), (pred_ax, pred)):  # each map on its own min-max
+        coll = _circles(ax)[2]
+        np.testing.assert_allclose(np.asarray(coll.get_array()), raw, rtol=1e-6)
+        assert coll.get_clim() == pytest.approx((raw.min(), raw.max()))
     r = np.corrcoef(meas, pred)[0, 1]
     assert pred_ax.get_title() == f"FASN predicted · PCC {r:.2f}"
 
@@ -125,13 +132,17 @@ def test_bad_input_names_the_argument(pred_sdata, kwargs, error, match):
         gd.pl.spatial(pred_sdata, **kwargs)
 
 
-def test_fig_argument(pred_sdata):
+def test_ax_argument(pred_sdata):
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(8, 3), layout="constrained")
-    assert gd.pl.spatial(pred_sdata, genes="GNAS", sections="S1", fig=fig) is fig
-    with pytest.raises(ValueError, match="`fig` already holds Axes"):
-        gd.pl.spatial(pred_sdata, genes="GNAS", fig=fig)
+    fig, axes = plt.subplots(2, 3, figsize=(8, 5), layout="constrained")
+    assert gd.pl.spatial(pred_sdata, genes="GNAS", ax=axes) is fig  # 2 sections × (H&E, measured, predicted)
+    assert axes[1, 2].get_title().startswith("GNAS predicted")
+    assert gd.pl.spatial(pred_sdata, genes="GNAS", sections="S1", ax=list(axes[0])) is fig  # flat works too
+    with pytest.raises(ValueError, match=r"`ax`: this plot draws 6 panel\(s\).*got 3"):
+        gd.pl.spatial(pred_sdata, genes="GNAS", ax=axes[0])
+    with pytest.raises(ValueError, match=r"`ax`: this plot draws 4 panel\(s\)"):
+        gd.pl.spatial(pred_sdata, genes="GNAS", sections="S1", residual=True, ax=axes[0])
 
 
 def test_spots_colour_by_gene(pred_sdata):

@@ -47,7 +47,7 @@ def test_uncertainty_spread_only_and_errors(fresh_sdata):
 
 
 def test_calibration_curve(fresh_sdata):
-    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
     levels = np.round(np.arange(0.05, 1.0, 0.05), 2)
     curve = pd.DataFrame(
@@ -60,12 +60,13 @@ def test_calibration_curve(fresh_sdata):
     )
     t = fresh_sdata.tables["table"]
     t.uns["genedml"] = {"evaluation": {"predicted": {"coverage_curve": curve, "interval": {"level": 0.8}}}}
-    ax = gd.pl.calibration(fresh_sdata)
-    assert isinstance(ax, Axes)
+    fig = gd.pl.calibration(fresh_sdata)
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert {"nominal", "S1", "S2"} <= set(lines)
     np.testing.assert_allclose(lines["S2"].get_ydata(), levels * 0.8)
-    assert gd.pl.calibration(t, sections="S1", ax=ax) is ax  # an AnnData works too
+    assert gd.pl.calibration(t, sections="S1", ax=ax) is fig  # an AnnData works too
     with pytest.raises(KeyError, match="no calibration curve"):
         gd.pl.calibration(fresh_sdata, layer="other")
     with pytest.raises(KeyError):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import genedml as gd
-from genedml.pp._normalize import _detect_grid, _grid_neighbors
+from genedml.pp._normalize import _grid_neighbors, detect_grid
 
 # A 3×3 square grid with (2, 2) absent; spot (0, 2) has library 0. Library sizes over the 2 genes:
 # 4, 6, 0, 8, 8, 2, 4, 8 → median 5 (the zero library counts; without it the median would be 6).
@@ -122,8 +122,8 @@ HEX = [(0, 0), (0, 2), (0, 4), (1, 1), (1, 3), (1, 5), (2, 0), (2, 2), (2, 4)]
 
 
 def test_hex_neighbourhood():
-    assert _detect_grid([p[0] for p in HEX], [p[1] for p in HEX]) == "hex"
-    assert _detect_grid([p[0] for p in POS], [p[1] for p in POS]) == "square"
+    assert detect_grid([p[0] for p in HEX], [p[1] for p in HEX]) == "hex"
+    assert detect_grid([p[0] for p in POS], [p[1] for p in POS]) == "square"
     row, col = np.array([p[0] for p in HEX]), np.array([p[1] for p in HEX])
     adj = _grid_neighbors(row, col, grid="hex").toarray()
     centre = HEX.index((1, 3))

@@ -206,8 +206,8 @@ def test_physical_windows_cover_the_training_micrometres_at_any_pixel_size(_base
     model = gd.tl.fit(train, **{**FIT, "target_um": 64.0})
     other = gd.datasets.synthetic(preset="tiny", seed=1, pixel_size=1.0)
     gd.tl.predict(other, model)
-    geo_train = next(iter(train["table"].uns["genedml"]["features"].values()))["sections"]
-    geo_pred = next(iter(other["table"].uns["genedml"]["features"].values()))["sections"]
+    geo_train = model.features_["sections"]
+    geo_pred = other["table"].uns["genedml"]["predicted"]["features"]["sections"]
     for g in [*geo_train.values(), *geo_pred.values()]:
         assert g["window_um"] == pytest.approx(64.0, rel=0.02)
     assert geo_train["S1"]["crop_px"] == 32 and geo_pred["S1"]["crop_px"] == 64  # twice the pixels at 1 µm/px
@@ -298,10 +298,8 @@ def test_cross_validate_writes_only_documented_keys(sdata):
     res = gd.tl.cross_validate(sdata, **CV)
     after = snapshot(sdata)
     t = after["table:table"]
-    new_obsm = set(t["obsm"]) - set(before["table:table"]["obsm"])
-    assert new_obsm and all(k.startswith("genedml_test_resnet_") for k in new_obsm)  # the embed features only
-    assert "genedml_target" not in t["obsm"]
-    assert set(t["uns"]["genedml"]) - set(before["table:table"]["uns"]["genedml"]) == {"cv", "features"}
+    assert set(t["obsm"]) == set(before["table:table"]["obsm"]), "no features or targets in obsm"
+    assert set(t["uns"]["genedml"]) - set(before["table:table"]["uns"]["genedml"]) == {"cv"}
     for part in ("X", "layers", "obs", "var", "var_columns", "obs_columns"):
         assert t[part] == before["table:table"][part]
     assert not res.scores.empty

@@ -95,10 +95,9 @@ def test_weights_file_with_code_never_runs_through_the_api(tmp_path, sdata, entr
 def test_lightning_checkpoint_with_objects_is_refused_with_a_conversion_hint(tmp_path):
     import argparse
 
-    from genedml.encoders import create_encoder
-    from genedml.encoders._encoder import _build_architecture, _resolve_spec
+    from genedml.encoders import build_architecture, create_encoder, resolve_spec
 
-    sd = _build_architecture(_resolve_spec("test_resnet")).state_dict()
+    sd = build_architecture(resolve_spec("test_resnet")).state_dict()
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": sd, "hyper_parameters": argparse.Namespace(lr=1e-3)}, path)
     with pytest.raises(ValueError) as info:
@@ -468,13 +467,15 @@ def test_failed_cache_write_names_the_cache_folder(tmp_path, sdata, monkeypatch)
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", disk_full)
+    monkeypatch.setattr(np, "save", disk_full)
     table = sdata.tables["table"]
     before = set(table.obsm)
-    with pytest.raises(OSError, match=r"feature cache in .*cache.*gd.settings.cachedir.*cache=False") as info:
+    with pytest.raises(OSError, match=r"feature store in .*cache.*gd.settings.cachedir.*cache=False") as info:
         gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales="global")
     assert ".tmp" not in str(info.value)
-    assert set(table.obsm) == before
+    assert set(table.obsm) == before and "features" not in table.uns.get("genedml", {})
+    left = list((tmp_path / "cache").rglob("*"))
+    assert not [p for p in left if p.name == "meta.json" or p.name.startswith(".")], "no entry, no temporary folder"
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "foreign-key", "empty"])
@@ -484,11 +485,10 @@ def test_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, sdata, caplo
     gd.settings.cachedir = tmp_path / "cache"
     kw = dict(encoder="test_resnet", pretrained=False, target_px=32, scales="global")
     gd.tl.embed(sdata, **kw)
-    key = "genedml_test_resnet_global"
-    want = np.array(sdata.tables["table"].obsm[key])
-    files = sorted((tmp_path / "cache").rglob("*.npz"))
-    assert files
-    target = files[0]
+    want = gd.features.load_features(sdata, encoder="test_resnet", scale="global")
+    entries = sorted(p.parent for p in (tmp_path / "cache").rglob("meta.json"))
+    assert entries
+    target = entries[0] / "pooled.npy"
     raw = bytearray(target.read_bytes())
     if damage == "flip":
         raw[len(raw) // 2] ^= 0xFF
@@ -496,16 +496,18 @@ def test_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, sdata, caplo
         raw = raw[: len(raw) // 3]
     elif damage == "empty":
         raw = bytearray()
-    if damage == "foreign-key":  # another entry's (valid) file under this entry's name
-        assert len(files) > 1
-        shutil.copyfile(files[1], target)
+    if damage == "foreign-key":  # another entry's (valid) record under this entry's name
+        assert len(entries) > 1
+        shutil.copyfile(entries[1] / "meta.json", entries[0] / "meta.json")
     else:
         target.write_bytes(bytes(raw))
-    del sdata.tables["table"].obsm[key]
+    from genedml.features import _cache
+
+    _cache._VERIFIED.clear()  # a new process: nothing verified yet
     with caplog.at_level(logging.WARNING, logger="genedml"):
         gd.tl.embed(sdata, **kw)
-    np.testing.assert_array_equal(sdata.tables["table"].obsm[key], want)
-    assert "discarding unreadable feature-cache file" in caplog.text
+    np.testing.assert_array_equal(gd.features.load_features(sdata, encoder="test_resnet", scale="global"), want)
+    assert "discarding unreadable feature-store entry" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------------- zarr round trips
@@ -519,14 +521,13 @@ def through_zarr(fitted, tmp_path_factory):
     sdata = deepcopy(fitted.sdata)
     gd.tl.predict(sdata, fitted.model)
     gd.tl.evaluate(sdata)
+    gd.tl.embed(sdata, encoder="test_resnet", weights=fitted.weights, target_px=32, progress=False)  # a reference
     store = tmp_path_factory.mktemp("rel-zarr") / "data.zarr"
     gd.io.write_zarr(sdata, store)
     return SimpleNamespace(before=sdata, store=store, after=gd.io.read_zarr(store))
 
 
-@pytest.mark.parametrize(
-    "record", ["sections", "gene_join", "genes", "normalize", "features", "predicted", "evaluation"]
-)
+@pytest.mark.parametrize("record", ["sections", "gene_join", "features", "predicted", "evaluation"])
 def test_every_provenance_record_survives_zarr_and_compares_equal(through_zarr, record):
     from genedml._records import plain, records_equal
 
@@ -550,9 +551,9 @@ def test_workflow_through_zarr_end_to_end(fitted, through_zarr, tmp_path):
     assert list(scores["role"]) == list(want["role"])  # each section's role survives the round trip too
     num = scores.columns.drop("role")
     np.testing.assert_allclose(scores[num].to_numpy(dtype=float), want[num].to_numpy(dtype=float), equal_nan=True)
-    feats = np.array(table.obsm["genedml_test_resnet_global"])
+    feats = gd.features.load_features(sdata, encoder="test_resnet", scale="global")  # via the reference in uns
     gd.tl.embed(sdata, encoder="test_resnet", weights=fitted.weights, target_px=32)
-    np.testing.assert_array_equal(table.obsm["genedml_test_resnet_global"], feats)
+    np.testing.assert_array_equal(gd.features.load_features(sdata, encoder="test_resnet", scale="global"), feats)
     assert file_digest(through_zarr.store) == store_before  # reading never writes the store
     again = tmp_path / "again.zarr"
     gd.io.write_zarr(sdata, again)

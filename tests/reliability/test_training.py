@@ -105,7 +105,8 @@ def test_non_finite_training_data_is_reported_as_divergence(sdata, where):
     if where == "targets":
         model._train_data.y[:, 0] = np.nan
     else:
-        model._train_data.global_feats[:] = np.inf
+        data = model._train_data  # the store is read-only: swap in a poisoned in-memory tile table
+        data.tiles = np.full(data.tiles.shape, np.inf, np.float32)
     with pytest.raises(TrainingDivergedError, match="check the targets and features for NaN/inf"):
         model.train(progress=False)
     assert not model.is_trained_

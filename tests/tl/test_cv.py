@@ -302,11 +302,15 @@ def test_target_um_reaches_the_models(data):
     for model in res.models.values():
         assert model.encoder.target_um == 160.0 and model.encoder.target_px == 64
     # the features the models used: 160 µm windows (80 native px at 2 µm/px) resampled to 64 px
-    info = data["table"].uns["genedml"]["features"]["test_resnet"]
-    assert info["params"]["target_um"] == 160.0 and info["params"]["target_mpp"] == pytest.approx(2.5)
-    assert sorted(info["sections"]) == ["S1", "S2", "S3", "S4"]
-    for geo in info["sections"].values():
-        assert geo["window_um"] == pytest.approx(160.0) and geo["crop_px"] == 80 and geo["out_px"] == 64
+    assert "features" not in data["table"].uns.get("genedml", {}), "cross_validate leaves the table untouched"
+    secs = set()
+    for model in res.models.values():
+        info = model.features_
+        assert info["params"]["target_um"] == 160.0 and info["params"]["target_mpp"] == pytest.approx(2.5)
+        secs |= set(info["sections"])
+        for geo in info["sections"].values():
+            assert geo["window_um"] == pytest.approx(160.0) and geo["crop_px"] == 80 and geo["out_px"] == 64
+    assert sorted(secs) == ["S1", "S2", "S3", "S4"]
 
 
 def test_method_kwargs_train_config_applies_to_that_method_only(data):

@@ -10,8 +10,12 @@ def test_fit_records_setup_and_history(trained):
     sdata, model = trained
     table = sdata["table"]
     assert model.is_trained_ and len(model.genes_) == 20
-    assert table.uns["genedml"]["genes"][Keys.selected]["names"] == model.genes_
-    assert table.obsm["genedml_target"].shape == (table.n_obs, 20)
+    # fitting writes nothing into the user's table: genes, targets and features are the model's own
+    assert not {"genes", "normalize", "features", "fit"} & set(table.uns["genedml"]), "only the data's own metadata"
+    assert not any(k.startswith("genedml") for k in table.obsm)
+    assert "genedml_selected" not in table.var
+    assert model.normalize_["genes"] == model.genes_ and model.normalize_["recipe"] == "paper"
+    assert model.features_["params"]["target_px"] == model.encoder.target_px
     assert model.history_ and {"epoch", "train_loss", "val_pcc"} <= set(model.history_[0])
     assert all(np.isfinite(r["train_loss"]) for r in model.history_)
     # two patients of one section each: every patient gives a spatial block of its section to validation (issue 12),
@@ -67,6 +71,7 @@ def test_load_refuses_mismatch(trained, tmp_path):
     sdata, model = trained
     path = model.save(tmp_path / "m.pt")
     table = sdata["table"]
+    gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=model.encoder.target_px, progress=False)
     feats = table.uns["genedml"]["features"]["test_resnet"]
     good_hash = feats["encoder"]["weights_hash"]
     feats["encoder"]["weights_hash"] = "some-other-weights"

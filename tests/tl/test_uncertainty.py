@@ -75,7 +75,7 @@ def test_coverage_within_binomial_tolerance(fake_ensemble, level):
     curve = table.uns["genedml"]["evaluation"]["predicted"]["coverage_curve"]
     at = curve[np.isclose(curve["level"], level)].set_index("section")["coverage"]
     np.testing.assert_allclose(at.loc[scores.index], scores["coverage"])
-    assert {"S3", "S4"} <= {ln.get_label() for ln in gd.pl.calibration(sdata).get_lines()}
+    assert {"S3", "S4"} <= {ln.get_label() for ln in gd.pl.calibration(sdata).axes[0].get_lines()}
     assert np.isfinite(table.var["genedml_coverage_predicted"].to_numpy()[:30]).all()
 
 

@@ -190,6 +190,87 @@ def _sub(sub, name: str, func, help: str, epilog: str, *, progress: bool = True)
     return p
 
 
+REQUIRED = {"required": True}
+
+
+def _options(parser: argparse.ArgumentParser, **options: str | tuple[str, dict]) -> None:
+    """Add ``--name`` options in order: ``name=help`` (default ``None``) or ``name=(help, add_argument kwargs)``.
+
+    ``overwrite`` is a flag (``store_true``).
+    """
+    for name, spec in options.items():
+        text, kwargs = (spec, {}) if isinstance(spec, str) else spec
+        if name == "overwrite":
+            kwargs = {"action": "store_true", **kwargs}
+        parser.add_argument(f"--{name}", help=text, **kwargs)
+
+
+def _commands(demo_fit: dict) -> list[tuple]:
+    """``(name, function, summary, epilog, progress option, options)`` of every sub-command but ``cache``."""
+    return [
+        (
+            "demo", _demo, "read → fit → predict → evaluate → save on built-in synthetic data (offline, ~1 min)",
+            "Three patients: one trains, one validates (early stopping and the genes shown), one is the untouched "
+            "test set shown in truth_vs_prediction.png.\nExample: genedml demo --out demo/",
+            True,
+            {
+                "out": ("output folder", {"default": "demo"}),
+                "overwrite": "replace the outputs of an earlier demo in --out",
+                "preset": ("synthetic dataset size", {"default": "small", "choices": ["tiny", "small"]}),
+                "encoder": ("'morphology' (no weights) or a timm name", {"default": demo_fit["encoder"]}),
+                "epochs": ("maximum training epochs", {"type": int, "default": demo_fit["max_epochs"]}),
+                "seed": ("seed of the synthetic data", {"type": int, "default": 0}),
+            },
+        ),
+        (
+            "fit", _fit, "fit a model from a YAML config (sections: data, fit, output)",
+            "Writes OUT/model.pt and OUT/history.csv.\n"
+            f"Example: genedml fit --config run.yaml --out run/\nYAML: {DOCS}.",
+            True,
+            {
+                "config": ("YAML run configuration", REQUIRED),
+                "out": "output folder (default: the config's 'output', else genedml-out)",
+                "overwrite": "replace model.pt / history.csv if they exist",
+            },
+        ),
+        (
+            "predict", _predict, "predict with a saved model and write a .zarr (sections: data, predict)",
+            "Example: genedml predict --model run/model.pt --config run.yaml --out pred.zarr\n"
+            f"Without --data the config's data section is read. YAML: {DOCS}.",
+            True,
+            {
+                "model": ("model file written by `genedml fit` (model.pt)", REQUIRED),
+                "data": ".zarr input (default: the config's data section)",
+                "config": "YAML run configuration (data, predict)",
+                "out": ("output .zarr store", REQUIRED),
+                "overwrite": "replace --out if it exists",
+            },
+        ),
+        (
+            "evaluate", _evaluate, "score the predictions in a .zarr, section by section (section: evaluate)",
+            f"Example: genedml evaluate --data pred.zarr --out scores.csv\nYAML: {DOCS}.",
+            False,
+            {
+                "data": (".zarr store with predictions (from `genedml predict`)", REQUIRED),
+                "config": "YAML run configuration (evaluate)",
+                "out": "CSV of per-section scores (default: print only)",
+                "overwrite": "replace --out if it exists",
+            },
+        ),
+        (
+            "cv", _cv, "grouped cross-validation from a YAML config (sections: data, cv, output)",
+            "Writes OUT/scores.csv and OUT/summary.csv; finished folds are kept in OUT/folds/ and resumed.\n"
+            f"Example: genedml cv --config cv.yaml --out cv/\nYAML: {DOCS}.",
+            True,
+            {
+                "config": ("YAML run configuration", REQUIRED),
+                "out": "output folder (default: the config's 'output', else genedml-cv)",
+                "overwrite": "replace scores.csv / summary.csv (folds are resumed)",
+            },
+        ),
+    ]  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     from .._version import __version__
     from ._demo import DEMO_FIT
@@ -203,50 +284,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"genedml {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    d = _sub(
-        sub, "demo", _demo, "read → fit → predict → evaluate → save on built-in synthetic data (offline, ~1 min)",
-        "Three patients: one trains, one validates (early stopping and the genes shown), one is the untouched test "
-        "set shown in truth_vs_prediction.png.\nExample: genedml demo --out demo/",
-    )  # fmt: skip
-    d.add_argument("--out", default="demo", help="output folder")
-    d.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo in --out")
-    d.add_argument("--preset", default="small", choices=["tiny", "small"], help="synthetic dataset size")
-    d.add_argument("--encoder", default=DEMO_FIT["encoder"], help="'morphology' (no weights) or a timm name")
-    d.add_argument("--epochs", type=int, default=DEMO_FIT["max_epochs"], help="maximum training epochs")
-    d.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
-    f = _sub(
-        sub, "fit", _fit, "fit a model from a YAML config (sections: data, fit, output)",
-        f"Writes OUT/model.pt and OUT/history.csv.\nExample: genedml fit --config run.yaml --out run/\nYAML: {DOCS}.",
-    )  # fmt: skip
-    f.add_argument("--config", required=True, help="YAML run configuration")
-    f.add_argument("--out", default=None, help="output folder (default: the config's 'output', else genedml-out)")
-    f.add_argument("--overwrite", action="store_true", help="replace model.pt / history.csv if they exist")
-    pr = _sub(
-        sub, "predict", _predict, "predict with a saved model and write a .zarr (sections: data, predict)",
-        "Example: genedml predict --model run/model.pt --config run.yaml --out pred.zarr\n"
-        f"Without --data the config's data section is read. YAML: {DOCS}.",
-    )  # fmt: skip
-    pr.add_argument("--model", required=True, help="model file written by `genedml fit` (model.pt)")
-    pr.add_argument("--data", default=None, help=".zarr input (default: the config's data section)")
-    pr.add_argument("--config", default=None, help="YAML run configuration (data, predict)")
-    pr.add_argument("--out", required=True, help="output .zarr store")
-    pr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    e = _sub(
-        sub, "evaluate", _evaluate, "score the predictions in a .zarr, section by section (section: evaluate)",
-        f"Example: genedml evaluate --data pred.zarr --out scores.csv\nYAML: {DOCS}.", progress=False,
-    )  # fmt: skip
-    e.add_argument("--data", required=True, help=".zarr store with predictions (from `genedml predict`)")
-    e.add_argument("--config", default=None, help="YAML run configuration (evaluate)")
-    e.add_argument("--out", default=None, help="CSV of per-section scores (default: print only)")
-    e.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    c = _sub(
-        sub, "cv", _cv, "grouped cross-validation from a YAML config (sections: data, cv, output)",
-        "Writes OUT/scores.csv and OUT/summary.csv; finished folds are kept in OUT/folds/ and resumed.\n"
-        f"Example: genedml cv --config cv.yaml --out cv/\nYAML: {DOCS}.",
-    )  # fmt: skip
-    c.add_argument("--config", required=True, help="YAML run configuration")
-    c.add_argument("--out", default=None, help="output folder (default: the config's 'output', else genedml-cv)")
-    c.add_argument("--overwrite", action="store_true", help="replace scores.csv / summary.csv (folds are resumed)")
+    for name, func, summary, epilog, progress, options in _commands(DEMO_FIT):
+        _options(_sub(sub, name, func, summary, epilog, progress=progress), **options)
     k = _sub(
         sub, "cache", _cache, "show or clear the on-disk feature cache of gd.tl.embed",
         "The cache lives in gd.settings.cachedir (environment variable GENEDML_CACHEDIR).", progress=False,
@@ -271,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"genedml {args.command}: interrupted; no output was half-written.\n")
         return 130
     except (RuntimeError, OSError, MemoryError) as e:
-        weights = sys.modules.get("genedml.encoders._weights")  # imported only by the commands that need torch
-        if weights is not None and isinstance(e, weights.WeightsUnavailableError):
+        encoders = sys.modules.get("genedml.encoders")  # imported only by the commands that need torch
+        if encoders is not None and isinstance(e, encoders.WeightsUnavailableError):
             return _error(args.command, e, EXIT_USAGE)
         return _error(args.command, e, EXIT_FAILURE, prefix=f"failed: {type(e).__name__}: ")
 

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..features._images import SectionImage, open_source
-from ..features._windows import WindowSpec, check_spots_inside, resample, section_geometry
+from ..features import SectionImage, WindowSpec, check_spots_inside, open_source, resample, section_geometry
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -73,7 +72,7 @@ class TissueTiles:
         min_tissue: float = 0.5,
     ) -> TissueTiles:
         """Open every section's image at the level :func:`genedml.tl.embed` uses for ``spec`` (decoded once)."""
-        from ..io import pixel_size, spot_centers
+        from .._data_model import pixel_size, spot_centers
 
         out, info = [], {}
         for sec in sections:

@@ -88,7 +88,7 @@ def _var_names(data: Any) -> Iterable[str]:
     if hasattr(data, "var_names"):
         return data.var_names
     if hasattr(data, "tables"):
-        from ..io import get_table
+        from .._data_model import get_table
 
         return get_table(data).var_names
     if isinstance(data, str) or not isinstance(data, Iterable):

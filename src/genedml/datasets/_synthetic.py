@@ -12,7 +12,7 @@ import numpy as np
 from .._keys import Keys
 from .._logging import logger
 from .._validators import assert_in_range, assert_one_of, assert_positive_int
-from ..io._model import SectionData, build_sdata
+from ..io import SectionData, build_sdata
 from . import _noise as nz
 from ._expression import COVARIATES, N_LATENT, GeneDesign, design_genes, sample_counts
 from ._layout import REGIONS, Layout, make_layout, smooth_field

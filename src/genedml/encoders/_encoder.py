@@ -201,7 +201,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}.") from err
 
 
-def _resolve_spec(name_or_spec: str | EncoderSpec) -> EncoderSpec:
+def resolve_spec(name_or_spec: str | EncoderSpec) -> EncoderSpec:
     import timm
 
     if isinstance(name_or_spec, EncoderSpec):
@@ -229,7 +229,7 @@ def _kwargs(spec: EncoderSpec) -> dict[str, Any]:
     return out
 
 
-def _build_architecture(spec: EncoderSpec) -> nn.Module:
+def build_architecture(spec: EncoderSpec) -> nn.Module:
     """Randomly initialised (seeded, so reproducible) model of the spec's architecture."""
     import timm
 
@@ -309,7 +309,7 @@ def _from_pretrained(spec: EncoderSpec) -> tuple[nn.Module, str]:
             raise WeightsUnavailableError(
                 missing_weights_message(spec.name, repo=None, url=spec.weights_url, reason=reason)
             )
-        model = _build_architecture(spec)
+        model = build_architecture(spec)
         _load_file(model, spec, cached)
         return model, file_sha256(cached)
     cfg = timm.get_pretrained_cfg(spec.timm_name) if not spec.timm_name.startswith("hf-hub:") else None
@@ -383,7 +383,7 @@ def create_encoder(
     """
     if isinstance(name_or_spec, str) and "+" in name_or_spec:
         return _create_combined(name_or_spec, pretrained=pretrained, weights=weights, device=device)
-    spec = _resolve_spec(name_or_spec)
+    spec = resolve_spec(name_or_spec)
     if spec.timm_name.startswith("genedml:"):
         return _create_builtin(spec, pretrained=pretrained, weights=weights, device=device)
     if not isinstance(pretrained, bool):
@@ -391,7 +391,7 @@ def create_encoder(
     dev = resolve_device(device)
     if weights is not None:
         path = Path(weights).expanduser()
-        model = _build_architecture(spec)
+        model = build_architecture(spec)
         _load_file(model, spec, path)
         weights_hash = file_sha256(path)
     elif pretrained:
@@ -403,7 +403,7 @@ def create_encoder(
                 "encoder %r uses random weights (`pretrained=False`): its features carry no learned information.",
                 spec.name,
             )
-        model = _build_architecture(spec)
+        model = build_architecture(spec)
         weights_hash = state_dict_sha256(model.state_dict())
     return Encoder(model, identity=spec.name, weights_hash=weights_hash, spec=spec).to(dev)
 
@@ -433,7 +433,7 @@ def _create_combined(name: str, *, pretrained: bool, weights, device) -> nn.Modu
             f"`encoder`={name!r}: a combination is 'a+b' with distinct, non-empty encoder names "
             "(e.g. 'morphology+resnet18')."
         )
-    specs = [_resolve_spec(n) for n in names]
+    specs = [resolve_spec(n) for n in names]
     learned = [s.name for s in specs if not s.timm_name.startswith("genedml:")]
     if weights is not None and len(learned) != 1:
         raise ValueError(

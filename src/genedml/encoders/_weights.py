@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._utils import file_sha256
+
 __all__ = [
     "WeightsUnavailableError",
     "convert_ciga_state_dict",
@@ -20,25 +22,10 @@ __all__ = [
 ]
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights cannot be obtained here; the message says how to provide them."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (memoised by path, size and modification time)."""
-    p = Path(path)
-    st = p.stat()
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo_key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-        _HASH_MEMO[memo_key] = h.hexdigest()
-    return _HASH_MEMO[memo_key]
 
 
 def state_dict_sha256(state_dict: dict[str, Any]) -> str:

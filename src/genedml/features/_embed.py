@@ -13,19 +13,21 @@ import numpy as np
 from .._docs import inject_docs
 from .._keys import Keys
 from .._logging import logger
+from .._records import plain
 from .._settings import settings
 from .._utils import resolve_progress
 from .._validators import assert_keys_in, assert_one_of, assert_positive_int
 from ._cache import FeatureCache, hash_array, hash_key
 from ._embed_run import RunContext, SectionTask, run_section
-from ._embed_write import FeatureWriter, embed_params, table_rows
+from ._embed_write import embed_params, feature_record, section_record, table_rows, write_reference
 from ._images import SectionImage, open_source
+from ._store import FeatureSet
 from ._windows import SectionGeometry, WindowSpec, check_spots_inside, section_geometry, warn_padding
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["SCALES", "embed", "load_features"]
+__all__ = ["SCALES", "compute_features", "embed", "load_features", "open_features"]
 
 SCALES = ("target", "neighbor", "global")
 N_DIHEDRAL = 8
@@ -43,6 +45,7 @@ def embed(
     target_um: float | None = None,
     target_mpp: float | None = None,
     dihedral: bool = False,
+    dtype: str = "float32",
     batch_size: int = 64,
     device: str | None = None,
     amp: bool | None = None,
@@ -52,7 +55,7 @@ def embed(
     table_key: str | None = None,
     sections: Sequence[str] | None = None,
 ) -> None:
-    """Frozen encoder features of every spot at the target, neighbour and global scales.
+    """Frozen encoder features of every spot at the target, neighbour and global scales, in the feature store.
 
     Windows follow method.md §1.3 (see :func:`genedml.features.spot_windows`): the target window is ``target_px``
     pixels at native full resolution centred on the spot (or ``target_um`` µm resampled to ``target_px``
@@ -62,6 +65,10 @@ def embed(
     by a hash of everything that changes them (encoder and weights, window geometry and µm/px, image
     fingerprint, spot centres, augmentation variant): a repeated call runs no forward pass, and an interrupted
     call resumes from its finished parts.
+
+    The features never enter the table: they live in the feature store under ``gd.settings.cachedir`` (per section:
+    the pooled target windows, each *distinct* neighbour tile once with a spots × 25 index, and the target tokens),
+    memory-mapped and gathered per batch by the models. The table gets only a small reference in ``uns``.
 
     Parameters
     ----------
@@ -84,8 +91,11 @@ def embed(
     target_mpp
         Window resolution in µm/px (e.g. ``0.5``: 224 px cover 112 µm).
     dihedral
-        Also compute the 8 flip/rotate variants of the target tokens (cache only; read them with
-        :func:`genedml.features.load_features`). Needs ``"target"`` in ``scales`` and ``cache=True``.
+        Also compute the 8 flip/rotate variants of the target tokens (read them with
+        :func:`genedml.features.load_features`). Needs ``"target"`` in ``scales``.
+    dtype
+        Storage precision of the pooled features and neighbour tiles: ``"float32"`` or ``"float16"`` (half the
+        disk and page cache; target tokens are always float16).
     batch_size
         Windows per forward pass.
     device
@@ -97,67 +107,120 @@ def embed(
         everything in the calling thread. ``None``: ``gd.settings.num_workers`` when set, else 1 on CUDA and 0 on
         the CPU (where background threads compete with the encoder's own threads).
     cache
-        Read and write the on-disk cache.
+        Reuse and keep the features in the store under ``gd.settings.cachedir``; ``False`` computes them afresh into a
+        temporary store deleted when Python exits.
     {progress}
     {table_key}
     {sections}
 
     Returns
     -------
-    Nothing; writes to the table (``enc`` = the encoder's identity):
-
-    * ``obsm[Keys.features(enc, "global")]``: float32 ``(n, D)``;
-    * ``obsm[Keys.features(enc, "neighbor")]``: float32 ``(n, 25, D)`` and ``… + "_mask"``: bool ``(n, 25)``;
-    * ``obsm[Keys.features(enc, "target")]``: float16 ``(n, T, D)``;
-    * ``uns["genedml"]["features"][enc]``: parameters, D, T, encoder provenance, per-section field of view in µm
-      and cache keys.
-
-    Rows of sections not embedded hold NaN (mask ``False``).
+    Nothing; writes only ``uns["genedml"]["features"][enc]`` (``enc`` = the encoder's identity): parameters,
+    ``D``, ``T``, encoder provenance, the store folder, and per section the field of view in µm and the store entry
+    keys. Read the features with :func:`genedml.features.load_features`.
 
     Examples
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32, scales=["global"])
-    >>> sdata.tables["table"].obsm["genedml_test_resnet_global"].shape[1]
+    >>> gd.features.load_features(sdata, encoder="test_resnet", scale="global").shape[1]
     96
     """
-    from ..io import get_table
+    from .._data_model import get_table
 
-    opts = _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained)
+    fs = compute_features(
+        sdata, encoder=encoder, scales=scales, weights=weights, pretrained=pretrained, target_px=target_px,
+        target_um=target_um, target_mpp=target_mpp, dihedral=dihedral, dtype=dtype, batch_size=batch_size,
+        device=device, amp=amp, num_workers=num_workers, cache=cache, progress=progress, table_key=table_key,
+        sections=sections,
+    )  # fmt: skip
+    write_reference(get_table(sdata, table_key=table_key), fs.record, key=fs.identity)
+
+
+def compute_features(
+    sdata: SpatialData,
+    *,
+    encoder: str | Any = "resnet18",
+    scales: Sequence[str] | str = SCALES,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    target_px: int = 224,
+    target_um: float | None = None,
+    target_mpp: float | None = None,
+    dihedral: bool = False,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    device: str | None = None,
+    amp: bool | None = None,
+    num_workers: int | None = None,
+    cache: bool = True,
+    progress: bool | None = None,
+    table_key: str | None = None,
+    sections: Sequence[str] | None = None,
+) -> FeatureSet:
+    """:func:`embed` without writing to the table: returns the :class:`FeatureSet` (memory-mapped store entries).
+
+    The parameters are those of :func:`embed`. The models call this: fitting or predicting leaves the user's table
+    untouched.
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> fs = gd.features.compute_features(sdata, encoder="test_resnet", pretrained=False, target_px=32)
+    >>> fs.dim, "features" in sdata.tables["table"].uns.get("genedml", {})
+    (96, False)
+    """
+    opts = _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained, dtype)
     spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
-    table = get_table(sdata, table_key=table_key)
     secs = _resolve_sections(sdata, sections, table_key)
     geos = {s: _section_input(sdata, s, spec, table_key) for s in secs}
     enc = _get_encoder(encoder, weights=weights, pretrained=pretrained, device=device)
+    opts["prefetch"] = opts["num_workers"] != 0  # decode the next section in the background unless told not to
     opts["num_workers"] = _workers(opts["num_workers"], enc.device)
     amp_dtype = _amp_dtype(opts["amp"], enc.device)
-    store = FeatureCache(settings.cachedir, enabled=opts["cache"])
+    store = FeatureCache(settings.cachedir if opts["cache"] else _scratch_store())
     variants = N_DIHEDRAL if opts["dihedral"] else 1
 
     def plan(s: str) -> SectionTask:
-        return _make_task(store, enc, spec, s, *geos[s], opts["scales"], variants, amp_dtype)
+        return _make_task(store, enc, spec, s, *geos[s], opts, variants, amp_dtype)
 
-    params = embed_params(opts, spec, enc, amp_dtype, weights, pretrained)
-    out = FeatureWriter(table, enc, params, opts["scales"], store)
     from ._embed_run import count_windows
 
     # the bar's total before any work: every window of every section (shrinks when a section is found cached)
     counts = [count_windows(geos[s][2], scales=opts["scales"], variants=variants) for s in secs]
-    _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out, counts)
-    out.finish()
+    entries, records = _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, counts)
+    params = embed_params(opts, spec, enc, amp_dtype, weights, pretrained)
+    record = feature_record(enc, params, opts["scales"], store, records)
+    tok = next((e["target/0"]["tokens"] for e in entries.values() if "target/0" in e), None)
+    if tok is not None:
+        record["T"] = int(tok.shape[1])
+    return FeatureSet(enc.identity, record, entries)
+
+
+def _scratch_store() -> str:
+    """A fresh folder for ``cache=False`` features, removed when Python exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="genedml-features-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained) -> dict[str, Any]:
+def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained, dtype) -> dict[str, Any]:
     scales = (scales,) if isinstance(scales, str) else tuple(scales)
     if not scales:
         raise ValueError(f"`scales` must name at least one of {list(SCALES)}.")
     for s in scales:
         assert_one_of(s, SCALES, name="scales")
     scales = tuple(s for s in SCALES if s in scales)
+    assert_one_of(dtype, ("float32", "float16"), name="dtype")
     for name, val in (("dihedral", dihedral), ("cache", cache), ("pretrained", pretrained)):
         if not isinstance(val, bool):
             raise ValueError(f"`{name}` must be a bool, got {val!r}.")
@@ -168,14 +231,14 @@ def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pre
         isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
     ):
         raise ValueError(f"`num_workers` must be None or a non-negative int, got {num_workers!r}.")
-    if dihedral and ("target" not in scales or not cache):
-        raise ValueError("`dihedral=True` needs 'target' in `scales` and `cache=True` (variants live in the cache).")
+    if dihedral and "target" not in scales:
+        raise ValueError("`dihedral=True` needs 'target' in `scales`.")
     return {"scales": scales, "dihedral": dihedral, "batch_size": int(batch_size), "amp": amp, "cache": cache,
-            "num_workers": num_workers}  # fmt: skip
+            "num_workers": num_workers, "dtype": dtype}  # fmt: skip
 
 
 def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_key: str | None) -> list[str]:
-    from ..io import sections as all_sections
+    from .._data_model import sections as all_sections
 
     avail = all_sections(sdata, table_key=table_key)
     if sections is None:
@@ -190,7 +253,7 @@ def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_
 def _section_input(
     sdata, section: str, spec: WindowSpec, table_key
 ) -> tuple[SectionImage, np.ndarray, SectionGeometry]:
-    from ..io import pixel_size, spot_centers
+    from .._data_model import pixel_size, spot_centers
 
     image = SectionImage.from_sdata(sdata, section)
     try:
@@ -239,14 +302,16 @@ def _amp_dtype(amp: bool | None, device):
 
 
 def _entry_names(scales: tuple[str, ...], variants: int) -> list[str]:
-    names = [s for s in ("global", "neighbor") if s in scales]
+    names = ["global"] if ("global" in scales or "neighbor" in scales) else []
+    names += ["neighbor"] if "neighbor" in scales else []
     if "target" in scales:
         names += [f"target/{v}" for v in range(variants)]
     return names
 
 
-def _make_task(store, enc, spec, section, image, xy, geo, scales, variants, amp_dtype) -> SectionTask:
-    fp = image.known_fingerprint()
+def _make_task(store, enc, spec, section, image, xy, geo, opts, variants, amp_dtype) -> SectionTask:
+    scales = opts["scales"]
+    fp = image.known_fingerprint() or image.file_fingerprint()
     source = None
     if fp is None and geo.level.index == 0 and geo.level.nbytes <= _inmemory_limit():
         source = open_source(geo.level)  # decode once: fingerprint from it, and cut from it on a miss
@@ -261,23 +326,20 @@ def _make_task(store, enc, spec, section, image, xy, geo, scales, variants, amp_
         "window": {**spec.to_dict(), **geo.to_dict()},
         "image": fp,
         "centers": hash_array(np.asarray(xy, dtype=np.float64)),
+        "store_dtype": opts["dtype"],
     }
     keys = {name: hash_key({**base, "entry": name}) for name in _entry_names(scales, variants)}
     loaded: dict[str, dict] = {}
     for name, key in keys.items():
-        if name.startswith("target/") and name != "target/0":
-            if store.has(key):
-                loaded[name] = {}
-            continue
-        arrays = store.load(key)
+        arrays = store.load(key)  # memory maps: nothing is read yet
         if arrays is not None:
             loaded[name] = arrays
-    logger.info("section %r: %d of %d feature entries cached.", section, len(loaded), len(keys))
+    logger.info("section %r: %d of %d feature entries in the store.", section, len(loaded), len(keys))
     if len(loaded) == len(keys):
         source = None
     elif source is None:
         source = open_source(geo.level)  # decoded here, in the planning thread, while the previous section computes
-    return SectionTask(section, geo, keys, base, source=source, loaded=loaded)
+    return SectionTask(section, geo, keys, base, source=source, loaded=loaded, store_dtype=np.dtype(opts["dtype"]))
 
 
 def _inmemory_limit() -> int:
@@ -286,7 +348,7 @@ def _inmemory_limit() -> int:
     return _images.INMEMORY_MAX_BYTES  # read at call time (benchmarks lower it to force lazy reading)
 
 
-def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: FeatureWriter, counts) -> None:
+def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, counts) -> tuple[dict, dict]:
     """Run the sections in order; with workers, the next section is planned (decoded) while one computes."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -298,8 +360,10 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
         total=sum(counts), unit="win", desc=f"embed {enc.identity}", disable=not resolve_progress(progress), delay=0.5
     )
     ctx = RunContext(enc, store, opts["batch_size"], opts["num_workers"], amp_dtype, bar, _embed_run.CHUNK_WINDOWS)
+    entries: dict[str, dict] = {}
+    records: dict[str, dict] = {}
     with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="genedml-plan") as pool:
-        prefetch = opts["num_workers"] > 0
+        prefetch = opts["prefetch"]
         nxt = pool.submit(plan, secs[0]) if prefetch else None
         for i, sec in enumerate(secs):
             t0 = time.perf_counter()
@@ -308,26 +372,32 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, out: Featu
             if prefetch and i + 1 < len(secs):
                 nxt = pool.submit(plan, secs[i + 1])
             before = ctx.stats["windows"]
-            out.add(task, run_section(ctx, task, scales=opts["scales"], variants=variants))
+            entries[sec] = run_section(ctx, task, scales=opts["scales"], variants=variants)
+            records[sec] = section_record(task)
             encoded = ctx.stats["windows"] - before
             if encoded != counts[i]:  # entries or parts found in the cache: that work is not to be done
                 bar.total -= counts[i] - encoded
                 bar.refresh()
-            task.loaded.clear()  # the section's arrays now live in the writer only
+            task.loaded.clear()
     st = ctx.stats
     logger.info(
         "embed %s: %d windows encoded; encoder %.1f s, waiting for pixels %.1f s.",
         enc.identity, st["windows"], st["encode_s"], st["wait_s"],
     )  # fmt: skip
+    return entries, records
 
 
 # ----------------------------------------------------------------------------------------------- loading
 
 
+@inject_docs()
 def load_features(
     sdata: SpatialData, *, encoder: str | Any, scale: str, variant: int = 0, table_key: str | None = None
 ) -> np.ndarray:
-    """Features written by :func:`genedml.tl.embed`, including the dihedral variants kept in the cache.
+    """The features of :func:`genedml.tl.embed` as one dense array in table order, read from the feature store.
+
+    This materialises the array in memory (the ``neighbor`` scale as ``(n_obs, 25, D)``, although the store keeps each
+    distinct tile once): for inspection and export. The models never call it; they gather rows per batch.
 
     Parameters
     ----------
@@ -335,15 +405,16 @@ def load_features(
     encoder
         Encoder identity used in :func:`~genedml.tl.embed` (e.g. ``"uni"``) or the encoder object.
     scale
-        ``"target"``, ``"neighbor"`` or ``"global"``.
+        ``"target"`` (float16 ``(n, T, D)``), ``"neighbor"`` (float32 ``(n, 25, D)``, zero where masked) or
+        ``"global"`` (float32 ``(n, D)``).
     variant
         Dihedral variant 0–7 of the target tokens: rotation by ``90° · (v mod 4)`` then a left–right flip when
-        ``v ≥ 4``; ``0`` (identity) is what ``obsm`` holds.
+        ``v ≥ 4``; ``0`` is the unaugmented window.
     {table_key}
 
     Returns
     -------
-    ``(n_obs, …)`` array in table order (float16 tokens, float32 pooled / neighbour features).
+    ``(n_obs, …)`` array in table order; rows of sections that were not embedded hold NaN.
 
     Examples
     --------
@@ -353,6 +424,53 @@ def load_features(
     >>> gd.features.load_features(sdata, encoder="test_vit", scale="target", variant=3).shape[1:]
     (5, 64)
     """
+    from .._data_model import get_table
+
+    table = get_table(sdata, table_key=table_key)
+    assert_one_of(scale, SCALES, name="scale")
+    if isinstance(variant, bool) or not isinstance(variant, int | np.integer) or not 0 <= variant < N_DIHEDRAL:
+        raise ValueError(f"`variant` must be an int in 0..7, got {variant!r}.")
+    fs = open_features(sdata, encoder=encoder, table_key=table_key)
+    rec = fs.record
+    if scale not in list(rec["params"]["scales"]):
+        raise KeyError(
+            f"`scale`={scale!r} was not embedded for {fs.identity!r} (scales {list(rec['params']['scales'])})."
+        )
+    if variant and (scale != "target" or not bool(rec["params"]["dihedral"])):
+        raise ValueError("`variant` > 0 exists only for scale='target' embedded with `dihedral=True`.")
+    out = None
+    for sec in fs.sections:
+        arr = fs.dense(sec, scale, variant=variant)
+        if out is None:
+            out = np.full((table.n_obs, *arr.shape[1:]), np.nan, arr.dtype)
+        out[table_rows(table, sec)] = arr
+    return out
+
+
+@inject_docs()
+def open_features(sdata: SpatialData, *, encoder: str | Any, table_key: str | None = None) -> FeatureSet:
+    """The :class:`FeatureSet` that :func:`genedml.tl.embed` recorded in the table, opened from the store.
+
+    Parameters
+    ----------
+    {sdata}
+    encoder
+        Encoder identity (e.g. ``"uni"``) or the encoder object.
+    {table_key}
+
+    Returns
+    -------
+    The sections' store entries, memory-mapped (nothing is read until rows are gathered).
+
+    Examples
+    --------
+    >>> import genedml as gd
+    >>> sdata = gd.datasets.synthetic(preset="tiny")
+    >>> gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32)
+    >>> fs = gd.features.open_features(sdata, encoder="test_resnet")
+    >>> fs.sections, fs.nbytes("neighbor") < fs.nbytes("global") * 25
+    (['s1', 's2'], True)
+    """
     from ..io import get_table
 
     table = get_table(sdata, table_key=table_key)
@@ -360,29 +478,22 @@ def load_features(
     records = table.uns.get(Keys.uns, {}).get("features", {})
     if ident not in records:
         raise KeyError(f"`encoder`={ident!r} has no features in this table (have {sorted(records)}): run gd.tl.embed.")
-    assert_one_of(scale, SCALES, name="scale")
-    rec = records[ident]
-    if scale not in list(rec["params"]["scales"]):
-        raise KeyError(f"`scale`={scale!r} was not embedded for {ident!r} (scales {list(rec['params']['scales'])}).")
-    if isinstance(variant, bool) or not isinstance(variant, int | np.integer) or not 0 <= variant < N_DIHEDRAL:
-        raise ValueError(f"`variant` must be an int in 0..7, got {variant!r}.")
-    if variant == 0:
-        return np.asarray(table.obsm[Keys.features(ident, scale)])
-    if scale != "target" or not bool(rec["params"]["dihedral"]):
-        raise ValueError("`variant` > 0 exists only for scale='target' embedded with `dihedral=True`.")
-    return _load_variant(table, rec, variant)
-
-
-def _load_variant(table, rec: dict, variant: int) -> np.ndarray:
-    store = FeatureCache(rec.get("cachedir", settings.cachedir))
-    out = np.full((table.n_obs, int(rec["T"]), int(rec["D"])), np.nan, np.float16)
+    rec = plain(dict(records[ident]))
+    if "store" not in rec:
+        raise ValueError(
+            f"the features of {ident!r} in this table were written by an older genedml (arrays in `obsm`), which this "
+            "version does not read: run gd.tl.embed again (the store recomputes them once)."
+        )
+    store = FeatureCache(rec["store"])
+    entries = {}
     for sec, info in rec["sections"].items():
-        key = {str(k): str(v) for k, v in info["cache_keys"]}[f"target/{variant}"]
-        arrays = store.load(key)
-        if arrays is None:
-            raise FileNotFoundError(
-                f"dihedral variant {variant} of section {sec!r} is not in the feature cache {store.root} "
-                "(cleared or moved?): run gd.tl.embed(..., dihedral=True) again."
-            )
-        out[table_rows(table, sec)] = arrays["tokens"]
-    return out
+        entries[sec] = {}
+        for name, key in info["entries"]:
+            arrays = store.load(str(key))
+            if arrays is None:
+                raise FileNotFoundError(
+                    f"the feature store {str(store.root)!r} lacks entry {name!r} of section {sec!r} (cleared or "
+                    "moved?): run gd.tl.embed again."
+                )
+            entries[sec][str(name)] = arrays
+    return FeatureSet(ident, rec, entries)

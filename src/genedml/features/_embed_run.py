@@ -50,6 +50,7 @@ class SectionTask:
     source: Any = None  # pixel source, opened lazily
     pass_keys: list[str] = field(default_factory=list)  # keys whose parts are dropped once the section is done
     loaded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    store_dtype: Any = np.float32  # of the pooled features and neighbour tiles
 
 
 def _encode_batch(ctx: RunContext, arr: np.ndarray, release, *, variant: int, input_px: int):
@@ -196,47 +197,58 @@ def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
     return total
 
 
-def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray | None) -> dict[str, np.ndarray]:
+def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray) -> dict[str, np.ndarray]:
+    """The distinct neighbour tiles that are not a spot's own target window, and every spot's 25 tile indices.
+
+    ``index[i, k]`` is ``-1`` where tile ``k`` of spot ``i`` is masked (not entirely inside the image), ``j < n`` where
+    the tile is spot ``j``'s target window (its pooled feature is the ``global`` entry's row ``j``), and ``n + t``
+    where it is row ``t`` of ``tiles``: each distinct tile is stored once, not once per spot that sees it.
+    """
     geo, D = task.geometry, ctx.encoder.num_features
-    W = geo.level.shape[1]
-    nb, mask, uniq, inverse, hit, source = _neighbor_tiles(geo, with_target=target_pooled is not None)
-    feats = np.zeros((len(uniq), D), np.float32)
+    W, n = geo.level.shape[1], len(geo.origins)
+    _, mask, uniq, inverse, hit, source = _neighbor_tiles(geo, with_target=True)
     todo = ~hit
-    if target_pooled is not None:
-        inside = mask[:, GRID * GRID // 2]
-        feats[hit] = target_pooled[inside][source[hit]]
+    tile_row = np.empty(len(uniq), np.int64)
+    inside = np.flatnonzero(mask[:, GRID * GRID // 2])
+    tile_row[hit] = inside[source[hit]]
+    tile_row[todo] = n + np.arange(int(todo.sum()))
+    tiles = np.zeros((int(todo.sum()), D), np.float32)
     if todo.any():
         jobs = np.stack([uniq[todo] // W, uniq[todo] % W], axis=1)  # already row-major (sorted keys)
-        feats[todo] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]
-    out = np.zeros((len(nb), GRID * GRID, D), np.float32)
-    out[mask] = feats[inverse.ravel()]
-    return {"features": out, "mask": mask}
+        tiles[:] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]
+    index = np.full(mask.shape, -1, np.int32 if n + len(tiles) < 2**31 else np.int64)
+    index[mask] = tile_row[inverse.ravel()]
+    del target_pooled  # the hits are rows of the global entry: nothing to copy
+    return {"tiles": tiles.astype(task.store_dtype, copy=False), "index": index}
 
 
 def run_section(ctx: RunContext, task: SectionTask, *, scales: tuple[str, ...], variants: int) -> dict[str, dict]:
-    """Compute every missing entry of ``task`` (saving each to the cache) and return all entries."""
+    """Compute every missing entry of ``task`` (saving each to the store) and return all entries, memory-mapped.
+
+    ``"neighbor"`` implies ``"global"``: neighbour tiles that coincide with a target window are the global rows.
+    """
     entries = dict(task.loaded)
     need_tokens = "target" in scales and "target/0" not in entries
-    need_pooled = ("global" in scales and "global" not in entries) or (
-        "neighbor" in scales and "neighbor" not in entries and "global" not in entries
-    )
-    pooled = entries["global"]["pooled"] if "global" in entries else None
+    need_pooled = ("global" in scales or "neighbor" in scales) and "global" not in entries
     if need_tokens or need_pooled:
         res = _target(ctx, task, variant=0, want_tokens=need_tokens)
-        pooled = res["pooled"]
         if need_tokens:
             entries["target/0"] = _save(ctx, task, "target/0", {"tokens": res["tokens"]})
-        if "global" in scales and "global" not in entries:
-            entries["global"] = _save(ctx, task, "global", {"pooled": pooled})
+        if need_pooled:
+            entries["global"] = _save(
+                ctx, task, "global", {"pooled": res["pooled"].astype(task.store_dtype, copy=False)}
+            )
+        del res
         _drop_parts(ctx, task)
     for v in range(1, variants):
         name = f"target/{v}"
         if name not in entries:
-            _save(ctx, task, name, {"tokens": _target(ctx, task, variant=v, want_tokens=True)["tokens"]})
-            entries[name] = {}  # kept on disk only (load with gd.features.load_features)
+            entries[name] = _save(
+                ctx, task, name, {"tokens": _target(ctx, task, variant=v, want_tokens=True)["tokens"]}
+            )
             _drop_parts(ctx, task)
     if "neighbor" in scales and "neighbor" not in entries:
-        entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task, pooled))
+        entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task, entries["global"]["pooled"]))
         _drop_parts(ctx, task)
     task.source = None
     return entries
@@ -250,5 +262,4 @@ def _drop_parts(ctx: RunContext, task: SectionTask) -> None:
 
 
 def _save(ctx: RunContext, task: SectionTask, name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    ctx.cache.save(task.keys[name], arrays, {"section": task.section, "entry": name})
-    return arrays
+    return ctx.cache.save(task.keys[name], arrays, {"section": task.section, "entry": name})

@@ -100,6 +100,28 @@ class SectionImage:
         """The fingerprint computed earlier in this process for the same dask arrays, if any."""
         return _FP_MEMO.get(self._memo_key())
 
+    def file_fingerprint(self) -> str | None:
+        """Content id from the image *files* behind the levels, without decoding a pixel; ``None`` when there are none.
+
+        Applies to images read lazily from files (a JPEG/PNG/TIFF decoded by a dask task that names the file): the
+        id combines each level's dask name (which changes with any operation applied to the pixels), shape,
+        transformation and the sha256 of every file the graph reads. Zarr-backed and in-memory images return
+        ``None`` (their sampled-pixel :meth:`fingerprint` is cheap or already exact).
+        """
+        memo = ("file", *self._memo_key())
+        if memo in _FP_MEMO:
+            return _FP_MEMO[memo]
+        files = sorted({f for lv in self.levels for f in _graph_files(lv.data)})
+        if not files:
+            return None
+        h = hashlib.sha256(b"files|")
+        for lv in self.levels:
+            h.update(f"{lv.index}|{lv.data.name}|{lv.data.shape}|{lv.data.dtype}|{lv.scale:.9g}|{lv.offset}|".encode())
+        for f in files:
+            h.update(_file_sha256(f).encode())
+        _FP_MEMO[memo] = h.hexdigest()
+        return _FP_MEMO[memo]
+
     def fingerprint(self, finest: np.ndarray | None = None) -> str:
         """Cheap content id: shapes, dtype, transformation, sampled patches of the finest level, coarsest level.
 
@@ -128,6 +150,42 @@ class SectionImage:
             h.update(np.ascontiguousarray(arr).tobytes())
         _FP_MEMO[memo] = h.hexdigest()
         return _FP_MEMO[memo]
+
+
+def _graph_files(arr) -> set[str]:
+    """Existing files named by string arguments of the tasks of a dask array's graph."""
+    import os
+
+    found: set[str] = set()
+
+    def visit(obj, depth: int = 0) -> None:
+        if depth > 6:
+            return
+        if isinstance(obj, str):
+            if len(obj) < 4096 and os.path.isfile(obj):
+                found.add(os.path.realpath(obj))
+        elif isinstance(obj, tuple | list):
+            for o in obj:
+                visit(o, depth + 1)
+        elif hasattr(obj, "args") and hasattr(obj, "func"):  # dask._task_spec.Task
+            for o in obj.args:
+                visit(o, depth + 1)
+            for o in getattr(obj, "kwargs", {}).values():
+                visit(o, depth + 1)
+        elif hasattr(obj, "value") and isinstance(getattr(obj, "value", None), str):  # DataNode
+            visit(obj.value, depth + 1)
+
+    for task in dict(arr.__dask_graph__()).values():
+        visit(task)
+    return found
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _level_arrays(el) -> list:

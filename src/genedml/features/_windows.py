@@ -245,7 +245,7 @@ def spot_windows(
     >>> w.images.shape, w.mask.shape
     ((1, 25, 32, 32, 3), (1, 25))
     """
-    from ..io import pixel_size, spot_centers
+    from .._data_model import pixel_size, spot_centers
 
     assert_one_of(scale, ("target", "neighbor"), name="scale")
     spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)

@@ -1,18 +1,8 @@
 """Readers and the data model: ``gd.io``."""
 
+from .._data_model import get_table, image_shape, pixel_size, section_obs, sections, spot_centers
 from ._hest import read_hest
-from ._model import (
-    SectionData,
-    ValidationError,
-    build_sdata,
-    get_table,
-    image_shape,
-    pixel_size,
-    section_obs,
-    sections,
-    spot_centers,
-    validate,
-)
+from ._model import SectionData, ValidationError, build_sdata, validate
 from ._st import read_st
 from ._views import he_only, section_thumbnail
 from ._visium import read_visium

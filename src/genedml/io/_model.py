@@ -1,4 +1,4 @@
-"""genedml's data model: build it from arrays, read it back, and check it.
+"""genedml's data model: build it from arrays and check it (the read side is :mod:`genedml._data_model`).
 
 One :class:`~spatialdata.SpatialData` holds one or more tissue sections. Section ``s`` has
 
@@ -23,24 +23,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._data_model import (
+    finest,
+    get_table,
+    image_shape,
+    pixel_size,
+    scale_of,
+    section_transforms,
+    sections,
+    spot_centers,
+)
 from .._keys import Keys
 
 if TYPE_CHECKING:
     import anndata as ad
     from spatialdata import SpatialData
 
-__all__ = [
-    "SectionData",
-    "ValidationError",
-    "build_sdata",
-    "get_table",
-    "image_shape",
-    "pixel_size",
-    "section_obs",
-    "sections",
-    "spot_centers",
-    "validate",
-]
+__all__ = ["SectionData", "ValidationError", "build_sdata", "validate"]
 
 
 class ValidationError(ValueError):
@@ -97,12 +96,43 @@ class SectionData:
     extra_obs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _transforms(section: str, pixel_size: float, scale_to_full: float = 1.0) -> dict:
-    from spatialdata.transformations import Identity, Scale
+def integer_counts(X: Any, *, name: str, where: str):
+    """Raw counts as ``int32`` CSR; ``ValueError`` naming ``name`` when negative, non-integer, non-finite or > int32."""
+    import scipy.sparse as sp
 
-    to_px = Identity() if scale_to_full == 1.0 else Scale([scale_to_full, scale_to_full], axes=("y", "x"))
-    um = pixel_size * scale_to_full
-    return {section: to_px, Keys.um(section): Scale([um, um], axes=("y", "x"))}
+    X = sp.csr_matrix(X)
+    data = X.data
+    if data.size and not np.issubdtype(data.dtype, np.integer):
+        if not np.isfinite(data).all():
+            raise ValueError(f"`{name}`: counts in {where!r} hold NaN or infinite values; raw integer counts expected.")
+        if not np.array_equal(data, np.round(data)):
+            raise ValueError(f"`{name}`: counts in {where!r} are not integers; raw (unnormalised) counts expected.")
+    if data.size and data.min() < 0:
+        raise ValueError(f"`{name}`: counts in {where!r} hold negative values; raw counts must be ≥ 0.")
+    top = np.iinfo(np.int32).max
+    if data.size and data.max() > top:
+        peak = data.max().item()
+        shown = str(int(peak)) if float(peak).is_integer() else repr(peak)
+        raise ValueError(
+            f"`{name}`: counts in {where!r} reach {shown}, beyond the int32 range the table stores (≤ {top}); "
+            "raw per-spot counts are expected."
+        )
+    return X.astype(np.int32)
+
+
+def anndata_fields(adata: ad.AnnData) -> dict[str, Any]:
+    """The :class:`SectionData` fields a reader takes from an AnnData.
+
+    ``xy`` (``obsm["spatial"]``, full-resolution pixels), ``array_row``/``array_col`` (``obs``), ``genes``
+    (``var_names``) and ``barcodes`` (``obs_names``).
+    """
+    return {
+        "xy": np.asarray(adata.obsm[Keys.spatial], dtype=np.float64),
+        "array_row": adata.obs[Keys.array_row].to_numpy(),
+        "array_col": adata.obs[Keys.array_col].to_numpy(),
+        "genes": list(adata.var_names),
+        "barcodes": list(adata.obs_names),
+    }
 
 
 def _image_element(sec: SectionData, *, chunks: int = 4096):
@@ -113,7 +143,7 @@ def _image_element(sec: SectionData, *, chunks: int = 4096):
     if hasattr(img, "dims") or hasattr(img, "children"):  # already a spatialdata element
         tfs = get_transformation(img, get_all=True)
         if sec.name not in tfs or Keys.um(sec.name) not in tfs:
-            set_transformation(img, _transforms(sec.name, sec.pixel_size, sec.image_scale), set_all=True)
+            set_transformation(img, section_transforms(sec.name, sec.pixel_size, sec.image_scale), set_all=True)
         return img
     if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
         raise ValueError(f"section {sec.name!r}: `image` must be RGB (y, x, 3) or (3, y, x), got shape {img.shape}.")
@@ -125,7 +155,7 @@ def _image_element(sec: SectionData, *, chunks: int = 4096):
         img,
         dims=("c", "y", "x"),
         c_coords=["r", "g", "b"],
-        transformations=_transforms(sec.name, sec.pixel_size, sec.image_scale),
+        transformations=section_transforms(sec.name, sec.pixel_size, sec.image_scale),
         chunks=(3, chunks, chunks),
     )
 
@@ -140,7 +170,7 @@ def _shapes_element(sec: SectionData):
         geometry=0,
         radius=np.full(n, radius_px, dtype=np.float64),
         index=pd.RangeIndex(n, name=Keys.instance),
-        transformations=_transforms(sec.name, sec.pixel_size),
+        transformations=section_transforms(sec.name, sec.pixel_size),
     )
 
 
@@ -253,83 +283,6 @@ def _pad_genes(sec: SectionData, genes: list[str]) -> SectionData:
     return dataclasses.replace(sec, counts=new, genes=genes)
 
 
-# --------------------------------------------------------------------------------------------------- accessors
-
-
-def get_table(sdata: SpatialData, *, table_key: str | None = None) -> ad.AnnData:
-    """The spot table (``sdata.tables[table_key]``, default ``"table"``) with a clear error when absent."""
-    key = Keys.table if table_key is None else table_key
-    if key not in sdata.tables:
-        raise KeyError(f"`table_key`={key!r} is not in `sdata.tables` (available: {sorted(sdata.tables.keys())}).")
-    return sdata.tables[key]
-
-
-def sections(sdata: SpatialData, *, table_key: str | None = None) -> list[str]:
-    """Section names in table order."""
-    obs = get_table(sdata, table_key=table_key).obs
-    if Keys.section not in obs:
-        raise KeyError(f"the table has no obs[{Keys.section!r}] column: is this genedml's data model?")
-    return list(dict.fromkeys(obs[Keys.section].astype(str)))
-
-
-def _scale_of(element, cs: str, *, name: str) -> float:
-    from spatialdata.transformations import get_transformation
-
-    tfs = get_transformation(element, get_all=True)
-    if cs not in tfs:
-        raise ValueError(
-            f"{name} has no transformation to the coordinate system {cs!r}: the pixel size is unknown. "
-            f"Set one, e.g. `set_transformation(element, Scale([mpp, mpp], axes=('y', 'x')), {cs!r})`."
-        )
-    m = tfs[cs].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-    sx, sy = float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1]))
-    if not np.isclose(sx, sy, rtol=1e-3):
-        raise ValueError(f"{name}: anisotropic pixels ({sx} vs {sy}) in {cs!r} are not supported.")
-    return sx
-
-
-def pixel_size(sdata: SpatialData, section: str) -> float:
-    """Micrometres per full-resolution pixel of ``section`` (from the spots' transformation to ``f"{s}_um"``)."""
-    key = Keys.spots(section)
-    if key not in sdata.shapes:
-        raise KeyError(f"`section`={section!r}: no shapes element {key!r} in `sdata.shapes`.")
-    el = sdata.shapes[key]
-    return _scale_of(el, Keys.um(section), name=f"shapes {key!r}") / _scale_of(el, section, name=f"shapes {key!r}")
-
-
-def section_obs(sdata: SpatialData, section: str, *, table_key: str | None = None) -> np.ndarray:
-    """Integer row positions in the table of the spots of ``section``."""
-    obs = get_table(sdata, table_key=table_key).obs
-    idx = np.flatnonzero((obs[Keys.section].astype(str) == section).to_numpy())
-    if idx.size == 0:
-        raise KeyError(f"`section`={section!r} has no spots in the table (sections: {sections(sdata)}).")
-    return idx
-
-
-def spot_centers(sdata: SpatialData, section: str, *, table_key: str | None = None) -> np.ndarray:
-    """``(n, 2)`` spot centres ``(x, y)`` in full-resolution pixels, in the table's row order for ``section``."""
-    obs = get_table(sdata, table_key=table_key).obs
-    rows = section_obs(sdata, section, table_key=table_key)
-    shapes = sdata.shapes[Keys.spots(section)]
-    ids = obs[Keys.instance].to_numpy()[rows]
-    geo = shapes.geometry.loc[ids]
-    return np.column_stack([geo.x.to_numpy(), geo.y.to_numpy()])
-
-
-def image_shape(sdata: SpatialData, section: str) -> tuple[int, int]:
-    """``(height, width)`` of the section image at full resolution (finest scale)."""
-    el = sdata.images[Keys.image(section)]
-    arr = _finest(el)
-    scale = _scale_of(el, section, name=f"image {Keys.image(section)!r}")
-    return int(round(arr.sizes["y"] * scale)), int(round(arr.sizes["x"] * scale))
-
-
-def _finest(el):
-    if hasattr(el, "children") and "scale0" in el.children:
-        return next(iter(el["scale0"].values()))
-    return el
-
-
 # --------------------------------------------------------------------------------------------------- validate
 
 
@@ -427,7 +380,7 @@ def _check_section(sdata: SpatialData, sec: str, table, *, table_key: str | None
                 out.append(f"section {sec!r}: {int(bad.sum())} spot centre(s) lie outside the {w}×{h} px image.")
         except ValueError as e:
             out.append(str(e))
-        arr = _finest(sdata.images[img_key])
+        arr = finest(sdata.images[img_key])
         if arr.sizes.get("c") != 3 or arr.dtype != np.uint8:
             out.append(f"section {sec!r}: image must be RGB uint8 (c=3), got c={arr.sizes.get('c')}, {arr.dtype}.")
     return out
@@ -448,7 +401,7 @@ def _check_geometry(sdata: SpatialData, sec: str, table, rows: np.ndarray, *, ta
     if img_key in sdata.images:
         el = sdata.images[img_key]
         try:
-            img_mpp = _scale_of(el, Keys.um(sec), name=f"image {img_key!r}") / _scale_of(
+            img_mpp = scale_of(el, Keys.um(sec), name=f"image {img_key!r}") / scale_of(
                 el, sec, name=f"image {img_key!r}"
             )
         except ValueError as e:

@@ -18,9 +18,10 @@ from genedml._keys import Keys
 from genedml._logging import logger
 from genedml._validators import assert_in_range, assert_keys_in, assert_one_of
 
+from .._data_model import get_table
 from ._geometry import fit_grid, pixel_size_problems
-from ._hest import integer_counts, is_tiff, tiff_level_array, tiff_levels
-from ._model import SectionData, build_sdata, get_table, validate
+from ._model import SectionData, build_sdata, integer_counts, validate
+from ._tiff import is_tiff, tiff_level_array, tiff_levels
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -472,7 +473,7 @@ def _decode_pillow(path: str, shape: tuple[int, int]) -> np.ndarray:
 def lazy_image(path: str | os.PathLike, *, where: str = "`image`") -> tuple[da.Array, tuple[int, int]]:
     """Header-only open of an RGB image; return a lazy ``(y, x, 3)`` or ``(3, y, x)`` dask array and ``(h, w)``.
 
-    TIFF (by signature) → level 0 through :func:`~genedml.io._hest.tiff_level_array`, chunked. Anything else →
+    TIFF (by signature) → level 0 through :func:`~genedml.io._tiff.tiff_level_array`, chunked. Anything else →
     Pillow: one dask block decoded in full on first access. ``where`` starts error messages.
     """
     import dask

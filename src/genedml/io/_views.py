@@ -6,20 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._data_model import image_levels, scale_of
 from .._keys import Keys
-from ._model import _scale_of
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
 __all__ = ["he_only", "section_thumbnail"]
-
-
-def _levels(el) -> list:
-    if hasattr(el, "children") and len(el.children):
-        keys = sorted(el.children, key=lambda s: int(str(s).replace("scale", "")))
-        return [next(iter(el[k].values())) for k in keys]
-    return [el]
 
 
 def section_thumbnail(sdata: SpatialData, section: str, *, max_px: int = 1000) -> tuple[np.ndarray, float]:
@@ -29,7 +22,7 @@ def section_thumbnail(sdata: SpatialData, section: str, *, max_px: int = 1000) -
     ``max_px``, so only a small part of a lazy, chunked slide is read.
     """
     el = sdata.images[Keys.image(section)]
-    levels = _levels(el)
+    levels = image_levels(el)
     arr = levels[0]
     for lvl in levels:
         if max(lvl.sizes["x"], lvl.sizes["y"]) >= max_px:
@@ -38,7 +31,7 @@ def section_thumbnail(sdata: SpatialData, section: str, *, max_px: int = 1000) -
     step = max(1, int(np.ceil(max(arr.sizes["x"], arr.sizes["y"]) / max_px)))
     data = arr.data[:, ::step, ::step]
     thumb = np.asarray(data.compute() if hasattr(data, "compute") else data).transpose(1, 2, 0)
-    full_per_stored = _scale_of(el, section, name=f"image {Keys.image(section)!r}")
+    full_per_stored = scale_of(el, section, name=f"image {Keys.image(section)!r}")
     return thumb, full_per_stored * level_scale * step
 
 

@@ -13,8 +13,9 @@ import pandas as pd
 from genedml._keys import Keys
 from genedml._logging import logger
 
-from ._hest import integer_counts, is_tiff, tiff_levels, tiff_pyramid
-from ._model import SectionData, _transforms, build_sdata, get_table, validate
+from .._data_model import get_table, section_transforms
+from ._model import SectionData, anndata_fields, build_sdata, integer_counts, validate
+from ._tiff import is_tiff, tiff_levels, tiff_pyramid
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -100,13 +101,13 @@ def read_visium(
     mpp = VISIUM_SPOT_UM / diameter
     if fullres is not None and via_sdio is None:
         levels = tiff_levels(fullres, where="`fullres_image_file`")
-        image, used, scale = tiff_pyramid(fullres, levels, _transforms(name, mpp)), "fullres", 1.0
+        image, used, scale = tiff_pyramid(fullres, levels, section_transforms(name, mpp)), "fullres", 1.0
     else:
         image, used, scale = _pick_image(sd, did, fullres, scalef, root)
     if used == "fullres" and via_sdio is not None:
         from spatialdata.transformations import set_transformation
 
-        set_transformation(image, _transforms(name, mpp), set_all=True)
+        set_transformation(image, section_transforms(name, mpp), set_all=True)
     donor = patient
     if donor is None:
         logger.info(f"read_visium: no `patient` given; using the section name {name!r}.")
@@ -116,12 +117,8 @@ def read_visium(
         patient=donor,
         image=image,
         pixel_size=mpp,
-        xy=np.asarray(table.obsm["spatial"], dtype=np.float64),
-        array_row=table.obs["array_row"].to_numpy(),
-        array_col=table.obs["array_col"].to_numpy(),
         counts=integer_counts(table.X, name="path", where=str(root)),
-        genes=list(table.var_names),
-        barcodes=list(table.obs_names),
+        **anndata_fields(table),
         spot_diameter_um=VISIUM_SPOT_UM,
         pitch_um=VISIUM_PITCH_UM,
         technology="visium",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._docs import inject_docs
+
 __all__ = [
     "ccc_per_gene",
     "explained_variance",
@@ -19,6 +21,32 @@ __all__ = [
     "pearson_per_gene",
     "spearman_per_gene",
 ]
+
+_Y = (  # the two arrays every metric here takes
+    "y_true\n        Observed expression, ``(n_spots, n_genes)``.\n"
+    "    y_pred\n        Predicted expression, same shape."
+)
+_ERROR_DOC = """Parameters
+    ----------
+    {y}
+    per_gene
+        Return one value per gene instead of the mean over all pairs.
+
+    Returns
+    -------
+    A float (NaN when no pair is valid), or ``(n_genes,)`` when ``per_gene``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from genedml.metrics import {name}
+    >>> {name}(np.array([[0.0, 1.0]]), np.array([[2.0, 1.0]]))
+    {value}"""
+_ARGS = {
+    "y_true_pred": _Y,
+    "error_doc_mse": _ERROR_DOC.format(y=_Y, name="mse", value="2.0"),
+    "error_doc_mae": _ERROR_DOC.format(y=_Y, name="mae", value="1.0"),
+}
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,15 +98,13 @@ def _corr(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return r
 
 
+@inject_docs(**_ARGS)
 def pearson_per_gene(y_true, y_pred) -> np.ndarray:
     """Pearson correlation over spots, one value per gene.
 
     Parameters
     ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
+    {y_true_pred}
 
     Returns
     -------
@@ -96,15 +122,13 @@ def pearson_per_gene(y_true, y_pred) -> np.ndarray:
     return _corr(a, b, valid)
 
 
+@inject_docs(**_ARGS)
 def spearman_per_gene(y_true, y_pred) -> np.ndarray:
     """Spearman rank correlation over spots (average ranks for ties), one value per gene.
 
     Parameters
     ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
+    {y_true_pred}
 
     Returns
     -------
@@ -125,6 +149,7 @@ def spearman_per_gene(y_true, y_pred) -> np.ndarray:
     return _corr(ra, rb, valid)
 
 
+@inject_docs(**_ARGS)
 def ccc_per_gene(y_true, y_pred) -> np.ndarray:
     """Lin's concordance correlation coefficient per gene (population moments).
 
@@ -133,10 +158,7 @@ def ccc_per_gene(y_true, y_pred) -> np.ndarray:
 
     Parameters
     ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
+    {y_true_pred}
 
     Returns
     -------
@@ -173,58 +195,25 @@ def _error(y_true, y_pred, *, per_gene: bool, power: int) -> float | np.ndarray:
     return float(np.where(valid, err, 0.0).sum() / total) if total else float("nan")
 
 
+@inject_docs(**_ARGS)
 def mse(y_true, y_pred, *, per_gene: bool = False) -> float | np.ndarray:
     """Mean squared error over valid (finite) spot × gene pairs.
 
-    Parameters
-    ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
-    per_gene
-        Return one value per gene instead of the mean over all pairs.
-
-    Returns
-    -------
-    A float (NaN when no pair is valid), or ``(n_genes,)`` when ``per_gene``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from genedml.metrics import mse
-    >>> mse(np.array([[0.0, 1.0]]), np.array([[1.0, 1.0]]))
-    0.5
+    {error_doc_mse}
     """
     return _error(y_true, y_pred, per_gene=per_gene, power=2)
 
 
+@inject_docs(**_ARGS)
 def mae(y_true, y_pred, *, per_gene: bool = False) -> float | np.ndarray:
     """Mean absolute error over valid (finite) spot × gene pairs.
 
-    Parameters
-    ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
-    per_gene
-        Return one value per gene instead of the mean over all pairs.
-
-    Returns
-    -------
-    A float (NaN when no pair is valid), or ``(n_genes,)`` when ``per_gene``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from genedml.metrics import mae
-    >>> mae(np.array([[0.0, 1.0]]), np.array([[2.0, 1.0]]))
-    1.0
+    {error_doc_mae}
     """
     return _error(y_true, y_pred, per_gene=per_gene, power=1)
 
 
+@inject_docs(**_ARGS)
 def explained_variance(y_true, y_pred, *, per_gene: bool = False) -> float | np.ndarray:
     """Explained variance ``1 − Var(y_true − y_pred) / Var(y_true)`` per gene (population variances).
 
@@ -232,10 +221,7 @@ def explained_variance(y_true, y_pred, *, per_gene: bool = False) -> float | np.
 
     Parameters
     ----------
-    y_true
-        Observed expression, ``(n_spots, n_genes)``.
-    y_pred
-        Predicted expression, same shape.
+    {y_true_pred}
     per_gene
         Return one value per gene instead of their NaN-omitting mean (``multioutput="uniform_average"``).
 

@@ -16,6 +16,7 @@ from .._keys import Keys
 from .._logging import logger
 from .._utils import resolve_progress
 from .._validators import assert_positive_int
+from ..pp import RECIPES as _RECIPES
 from ._train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class SpotModel:
         self.genes_: list[str] | None = None
         self.normalize_: dict | None = None
         self.encoder_info_: dict | None = None
+        self.features_: dict | None = None  # provenance of the training features (parameters, per-section geometry)
         self.in_dim_: int | None = None
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
@@ -136,10 +138,10 @@ class SpotModel:
         table_key: str | None = None,
         progress: bool | None = None,
     ) -> SpotModel:
-        """Select genes, normalise targets, compute (cached) features and hold the training tensors.
+        """Select genes, normalise targets, compute (stored) features and hold the training data.
 
-        Writes into the table: ``obsm["genedml_target"]`` (normalised targets of the selected genes), the feature
-        ``obsm`` keys of `gd.tl.embed`, and ``uns["genedml"]`` (``genes``, ``normalize``, ``features``).
+        Writes nothing into ``sdata``: the genes, the normalised targets and the features (memory-mapped from the
+        feature store) are the model's own.
 
         Parameters
         ----------
@@ -163,9 +165,7 @@ class SpotModel:
             Progress bars (``None``: ``gd.settings.progress_bar``).
         """
         from .. import io as gio
-        from .. import pp
         from ..dataloaders import inner_validation_split
-        from ..io._snapshot import restore_table, table_state
 
         table = gio.get_table(sdata, table_key=table_key)
         all_secs = gio.sections(sdata, table_key=table_key)
@@ -199,42 +199,32 @@ class SpotModel:
             assert_positive_int(n_genes, name="n_genes")
         if not isinstance(smooth, bool):
             raise ValueError(f"`smooth` must be a bool, got {smooth!r}.")
-        from ..pp._normalize import _RECIPES
-
         if normalize not in _RECIPES:  # checked here: `pp.normalize` would name its own argument, `recipe`
             raise ValueError(f"`normalize` must be one of {list(_RECIPES)}, got {normalize!r}.")
         self._check_before_writes(n_train=len(train_rows))
-        state = table_state(table)  # a failed setup leaves the user's table as it was
-        try:
-            self.genes_ = pp.select_genes(
-                sdata, n=n_genes, genes=genes, panel=panel, train_mask=train_mask, table_key=table_key
-            )
-            pp.normalize(
-                sdata, genes=self.genes_, recipe=normalize, smooth=smooth, key_added=TARGET_KEY, table_key=table_key
-            )
-            self.normalize_ = dict(table.uns[Keys.uns]["normalize"])
-            used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
-            data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, with_y=True)
-            rows_used = np.flatnonzero(np.isin(sec_col, used))
-            pos_of = {r: i for i, r in enumerate(rows_used)}
-            self._train_data = data.subset(np.array([pos_of[r] for r in train_rows]))
-            self._val_data = data.subset(np.array([pos_of[r] for r in val_rows])) if len(val_rows) else None
-            buffer_rows = np.setdiff1d(all_train_rows, np.concatenate([train_rows, val_rows]))
-            self._buffer_data = data.subset(np.array([pos_of[r] for r in buffer_rows])) if len(buffer_rows) else None
-            self.fit_info_ = {
-                "train_sections": sorted(set(sec_col[train_rows])),
-                "val_sections": sorted(set(sec_col[val_rows])),
-                "val_level": level,
-                "n_train": len(train_rows),
-                "n_val": len(val_rows),
-                "protocol": self.train_config.protocol,
-                "optimistic": self.train_config.protocol == "paper",
-            }
-            self._after_setup()
-            self._record_geometry(sdata, used, table)
-        except BaseException:
-            restore_table(table, state)
-            raise
+        self.genes_, Y, self.normalize_ = _targets(
+            table, genes=genes, n_genes=n_genes, panel=panel, normalize=normalize, smooth=smooth, train_mask=train_mask
+        )
+        used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
+        rows_used = np.flatnonzero(np.isin(sec_col, used))
+        data = self._spot_data(sdata, sections=used, table_key=table_key, progress=progress, y=Y[rows_used])
+        pos_of = np.full(table.n_obs, -1, np.int64)
+        pos_of[rows_used] = np.arange(len(rows_used))
+        self._train_data = data.subset(pos_of[train_rows])
+        self._val_data = data.subset(pos_of[val_rows]) if len(val_rows) else None
+        buffer_rows = np.setdiff1d(all_train_rows, np.concatenate([train_rows, val_rows]))
+        self._buffer_data = data.subset(pos_of[buffer_rows]) if len(buffer_rows) else None
+        self.fit_info_ = {
+            "train_sections": sorted(set(sec_col[train_rows])),
+            "val_sections": sorted(set(sec_col[val_rows])),
+            "val_level": level,
+            "n_train": len(train_rows),
+            "n_val": len(val_rows),
+            "protocol": self.train_config.protocol,
+            "optimistic": self.train_config.protocol == "paper",
+        }
+        self._after_setup()
+        self._record_geometry(sdata, used, table)
         return self
 
     def _check_before_writes(self, *, n_train: int) -> None:
@@ -306,8 +296,15 @@ class SpotModel:
                 )
 
     def _spot_data(
-        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
+        self,
+        sdata: SpatialData,
+        *,
+        sections: list[str],
+        table_key: str | None,
+        progress: bool | None,
+        y: np.ndarray | None = None,
     ) -> SpotData:
+        """Features of ``sections`` from the store (computed on a miss) as `SpotData`; ``y``: targets of those rows."""
         from .. import features
         from .. import io as gio
         from ..dataloaders import SpotData
@@ -315,7 +312,7 @@ class SpotModel:
         self._require_weights()
         enc = self.encoder
         scales = tuple(self.scales)
-        features.embed(
+        fs = features.compute_features(
             sdata,
             **enc.embed_kwargs(),
             scales=scales,
@@ -324,43 +321,33 @@ class SpotModel:
             table_key=table_key,
             progress=resolve_progress(progress),
         )
+        self._check_encoder(fs.record)
+        if y is not None:  # training: the model keeps the provenance of its features (no arrays)
+            self.features_ = _plain({k: v for k, v in fs.record.items() if k != "store"})
         table = gio.get_table(sdata, table_key=table_key)
-        info = table.uns[Keys.uns]["features"][_feature_id(table, enc.name)]
-        self._check_encoder(info)
-        fid = _feature_id(table, enc.name)
         sec_col = table.obs[Keys.section].astype(str).to_numpy()
         rows = np.flatnonzero(np.isin(sec_col, sections))
-        n, D = len(rows), int(info["D"])
-        if "target" not in scales:
-            target = np.zeros((n, 0, D), np.float16)
-        elif enc.dihedral and self.train_config.augment and with_y:
-            target = np.stack(
-                [
-                    features.load_features(sdata, encoder=enc.name, scale="target", variant=v, table_key=table_key)[rows]
-                    for v in range(8)
-                ]
-            )
-        else:
-            target = table.obsm[Keys.features(fid, "target")][rows]
-        names = list(dict.fromkeys(sec_col[rows]))
-        codes = np.searchsorted(np.array(sorted(names)), sec_col[rows])
-        y = None
-        if with_y:
-            y = np.asarray(table.obsm[TARGET_KEY], dtype=np.float32)[rows]
-        if "neighbor" in scales:
-            neighbor = table.obsm[Keys.features(fid, "neighbor")][rows]
-            neighbor_mask = table.obsm[Keys.features(fid, "neighbor") + "_mask"][rows]
-        else:
-            neighbor, neighbor_mask = np.zeros((n, 0, D), np.float32), np.zeros((n, 0), bool)
+        local = {s: np.arange(int((sec_col == s).sum())) for s in sections}
+        variants = 8 if (enc.dihedral and self.train_config.augment and y is not None) else 1
+        parts = fs.stack(sections, local, variants=variants)
+        # the stack holds the sections one after another; the table may interleave them
+        order = np.concatenate([np.flatnonzero(sec_col == s) for s in sections])
+        stack_of = np.empty(table.n_obs, np.int64)
+        stack_of[order] = np.arange(len(order))
+        perm = stack_of[rows]
+        tokens = parts["tokens"]
+        names = sorted(set(sec_col[rows]))
+        nb = parts["neighbor_index"]
         return SpotData(
-            target=target,
-            neighbor=neighbor,
-            neighbor_mask=neighbor_mask,
-            global_feats=table.obsm[Keys.features(fid, "global")][rows],
+            target=None if tokens is None else tokens[0].subset(perm),
+            tiles=parts["tiles"],
+            global_index=parts["global_index"][perm],
+            neighbor_index=np.zeros((len(rows), 0), np.int64) if nb is None else nb[perm],
             pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
-            section=codes,
-            section_names=sorted(names),
-            y=y,
+            section=np.searchsorted(np.array(names), sec_col[rows]),
+            section_names=names,
+            y=None if y is None else np.asarray(y, dtype=np.float32),
+            target_variants=None if tokens is None or variants == 1 else [t.subset(perm) for t in tokens],
         )
 
     def _check_encoder(self, info: dict) -> None:
@@ -423,7 +410,7 @@ class SpotModel:
             raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
         secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
         self.check_geometry(sdata, sections=secs, table_key=table_key)
-        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress, with_y=False)
+        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
         return self._predict_data(data)
 
     def is_ready(self) -> bool:
@@ -468,7 +455,7 @@ class SpotModel:
         weights
             The weights file (``.safetensors``, or a torch file holding tensors only).
         """
-        from ..encoders._weights import file_sha256
+        from .._utils import file_sha256
 
         p = Path(weights).expanduser()
         if not p.is_file():
@@ -510,8 +497,9 @@ class SpotModel:
     def check_compatible(self, sdata: SpatialData, *, table_key: str | None = None) -> None:
         """Raise ``ValueError`` if ``sdata`` is not fit for this model.
 
-        Refused: a table lacking the model genes (when it has counts), features of another encoder, or sections whose
-        windows would cover another field of view in µm than in training (see `check_geometry`).
+        Refused: a table lacking the model genes (when it has counts), features embedded under the model's encoder
+        name with other weights, or sections whose windows would cover another field of view in µm than in training
+        (see `check_geometry`).
         """
         from .. import io as gio
 
@@ -524,11 +512,10 @@ class SpotModel:
                     f"the data lacks {len(missing)} of the model's {len(self.genes_)} genes (e.g. {missing[:5]}): "
                     "it cannot be evaluated against this model."
                 )
-        try:
-            info = table.uns[Keys.uns]["features"][_feature_id(table, self.encoder.name)]
-        except KeyError:
-            return  # no features yet: prediction will compute them with the model's own encoder
-        self._check_encoder(info)
+        feats = table.uns.get(Keys.uns, {}).get("features", {})
+        info = feats.get(self.encoder.name)
+        if info is not None and "store" in info:  # embedded by the user with this encoder: must match the model's
+            self._check_encoder(info)
 
     @property
     def model_hash(self) -> str:
@@ -551,14 +538,26 @@ def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list
     return train, val
 
 
-def _feature_id(table, name: str) -> str:
-    feats = table.uns.get(Keys.uns, {}).get("features", {})
-    if name in feats:
-        return name
-    for fid, info in feats.items():
-        if info.get("encoder") == name or info.get("name") == name:
-            return fid
-    raise KeyError(f"no features for encoder {name!r} in uns['genedml']['features'] (have {sorted(feats)}).")
+def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> tuple[list[str], np.ndarray, dict]:
+    """Genes, normalised targets ``(n_obs, G)`` and the recipe record, computed on a scratch AnnData.
+
+    The scratch object shares the table's counts and ``obs`` columns, so gene selection and normalisation run
+    exactly as `gd.pp.select_genes` / `gd.pp.normalize` would on the table, without writing into it.
+    """
+    import anndata as ad
+
+    from .. import pp
+
+    cols = [c for c in (Keys.section, Keys.patient, Keys.array_row, Keys.array_col) if c in table.obs]
+    layers = {Keys.counts: table.layers[Keys.counts]} if Keys.counts in table.layers else {}
+    scratch = ad.AnnData(X=table.X, obs=table.obs[cols].copy(), var=table.var[[]].copy(), layers=layers)
+    chosen = pp.select_genes(scratch, n=n_genes, genes=genes, panel=panel, train_mask=train_mask)
+    pp.normalize(scratch, genes=chosen, recipe=normalize, smooth=smooth, key_added=TARGET_KEY)
+    return (
+        list(chosen),
+        np.asarray(scratch.obsm[TARGET_KEY], dtype=np.float32),
+        dict(scratch.uns[Keys.uns]["normalize"]),
+    )
 
 
 def _file_name(path) -> str:
@@ -585,7 +584,7 @@ def _combined_hash(name: str, file_hash: str) -> str | None:
     parts = str(name).split("+")
     if len(parts) < 2:
         return None
-    from ..encoders._feature_encoders import MORPHOLOGY_VERSION
+    from ..encoders import MORPHOLOGY_VERSION
 
     morph = hashlib.sha256(MORPHOLOGY_VERSION.encode()).hexdigest()
     return hashlib.sha256("|".join(morph if q == "morphology" else file_hash for q in parts).encode()).hexdigest()

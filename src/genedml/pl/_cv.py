@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -9,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .._validators import assert_keys_in
-from . import _utils as u
+from . import _figure as f
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["ablation", "cv_summary"]
@@ -54,12 +56,16 @@ def fold_stats(data: pd.DataFrame, *, metrics: Sequence[str], methods: Sequence[
     return out.reindex(order)
 
 
+@f.figure_docs
 def cv_summary(
     data: pd.DataFrame,
     *,
     metrics: Sequence[str] = _METRICS,
     methods: Sequence[str] | None = None,
-    fig: Figure | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Figure:
     """Methods × metrics bars with error bars from a cross-validation table (the paper's Table 1 as a figure).
 
@@ -76,12 +82,9 @@ def cv_summary(
         Metric columns to show, one panel each.
     methods
         Methods to show, in this order; ``None`` shows all in order of appearance.
-    fig
-        Empty Figure to draw in; ``None`` makes one.
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per metric).
+    ax
+        One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
+    {figure}
 
     Examples
     --------
@@ -96,15 +99,17 @@ def cv_summary(
     stats = fold_stats(data, metrics=metrics, methods=methods)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     n = len(stats)
-    fig = u.new_figure(fig, (max(2.2, 0.45 * n + 1.0) * len(metrics) + 0.3, 3.8))
-    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])
+    path = f.check_save(save, overwrite)
+    size = (max(2.2, 0.45 * n + 1.0) * len(metrics) + 0.3, 3.8)
+    fig, axes = f.axes_grid(ax, (1, len(metrics)), size, what="one per metric")
+    axes = axes[0]
     colors = [f"C{i % 10}" for i in range(n)]
     for ax, metric in zip(axes, metrics):
         _bars(ax, stats, metric, colors)
     folds = sorted(set(stats["n_folds"]))
     fold_txt = f"{folds[0]} folds" if len(folds) == 1 else f"{folds[0]}–{folds[-1]} folds"
     fig.suptitle(f"mean ± s.d. over {fold_txt} (per-fold mean over sections)", fontsize=10)
-    return fig
+    return f.finish(fig, show=show, save=path)
 
 
 def _bars(ax, stats: pd.DataFrame, metric: str, colors: list[str]) -> None:
@@ -150,13 +155,17 @@ def _variant_label(name: str, reference: str | None) -> str:
     return name.replace("_", " ")
 
 
+@f.figure_docs
 def ablation(
     data: pd.DataFrame,
     *,
     metrics: Sequence[str] = _METRICS,
     reference: str | None = "full",
     methods: Sequence[str] | None = None,
-    fig: Figure | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Figure:
     """Ablation variants × metrics as points with error bars against the full model (the paper's Table 3).
 
@@ -175,12 +184,9 @@ def ablation(
         Variant to compare against; ``None`` draws no reference.
     methods
         Variants to show, top to bottom; ``None`` shows the reference first, then the rest in order of appearance.
-    fig
-        Empty Figure to draw in; ``None`` makes one.
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per metric).
+    ax
+        One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
+    {figure}
 
     Examples
     --------
@@ -200,14 +206,20 @@ def ablation(
     stats = fold_stats(data, metrics=metrics, methods=methods)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     n = len(stats)
-    fig = u.new_figure(fig, (2.6 * len(metrics) + 1.6, 0.42 * n + 1.3))
-    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    path = f.check_save(save, overwrite)
+    size = (2.6 * len(metrics) + 1.6, 0.42 * n + 1.3)
+    fig, axes = f.axes_grid(ax, (1, len(metrics)), size, what="one per metric", sharey=True)
+    axes = axes[0]
     labels = [_variant_label(m, reference) for m in stats.index]
     for ax, metric in zip(axes, metrics):
         _points(ax, stats, metric, reference)
     axes[0].set_yticks(np.arange(n), labels)
-    axes[0].set_ylim(n - 0.5, -0.5)
-    return fig
+    for a in axes:  # given Axes need not share y: align every panel with the labelled first one
+        if not a.get_shared_y_axes().joined(a, axes[0]):
+            a.set_yticks(np.arange(n))
+            a.tick_params(labelleft=False)
+        a.set_ylim(n - 0.5, -0.5)
+    return f.finish(fig, show=show, save=path)
 
 
 def _points(ax, stats: pd.DataFrame, metric: str, reference: str | None) -> None:

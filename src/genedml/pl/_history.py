@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from . import _utils as u
+from . import _figure as f
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["history"]
@@ -32,7 +34,15 @@ _NAMES = {
 }
 
 
-def history(data: Any, *, fig: Figure | None = None) -> Figure:
+@f.figure_docs
+def history(
+    data: Any,
+    *,
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Figure:
     """Training curves: every loss term, the validation metrics, and (when recorded) cluster accuracy and the LR.
 
     Panels appear for what the history holds: training losses (``train_*`` columns; the total drawn thick),
@@ -46,12 +56,10 @@ def history(data: Any, *, fig: Figure | None = None) -> Figure:
     data
         The history: a list of dicts (one per epoch, key ``epoch`` optional), a :class:`~pandas.DataFrame`, a dict
         of lists, or an object with a ``history_`` attribute holding one of these (a trained `GeneDML`).
-    fig
-        Empty Figure to draw in; ``None`` makes one.
-
-    Returns
-    -------
-    The matplotlib Figure (one Axes per panel).
+    ax
+        One Axes per panel to draw in (as many as the history has panel groups, in the order above); ``None``
+        makes a Figure.
+    {figure}
 
     Examples
     --------
@@ -64,10 +72,12 @@ def history(data: Any, *, fig: Figure | None = None) -> Figure:
     if not groups:
         raise ValueError(f"`data` has no numeric training metric to draw (columns: {list(df.columns)}).")
     best = _best_epoch(df)
+    path = f.check_save(save, overwrite)
     n = len(groups)
     nrows, ncols = (1, n) if n <= 2 else (2, 2) if n == 4 else (1, n)
-    fig = u.new_figure(fig, (4.6 * ncols, 3.4 * nrows))
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    what = "one per panel group: " + ", ".join(groups)
+    fig, axes = f.axes_grid(ax, (nrows, ncols), (4.6 * ncols, 3.4 * nrows), what=what, n=n)
+    axes = axes.ravel()
     for ax, (title, cols) in zip(axes, groups.items()):
         _DRAW[title](ax, df, cols)
         ax.set_title(title, fontsize=10)
@@ -77,7 +87,7 @@ def history(data: Any, *, fig: Figure | None = None) -> Figure:
             ax.axvline(best[0], color="#7f7f7f", linestyle=":", linewidth=1)
     if best is not None:
         fig.suptitle(f"best epoch {best[0]:g} ({best[1]}; dotted line)", fontsize=10)
-    return fig
+    return f.finish(fig, show=show, save=path)
 
 
 def _frame(data: Any) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +13,7 @@ import pandas as pd
 from .._keys import Keys
 from .._validators import assert_one_of, assert_positive_int
 from ..metrics import pearson_per_gene
+from . import _figure as f
 from . import _utils as u
 
 if TYPE_CHECKING:
@@ -23,13 +26,17 @@ __all__ = ["gene_scores", "predicted_vs_observed"]
 _TOP_COLOR, _BOTTOM_COLOR = "#2a788e", "#c0504d"
 
 
+@f.figure_docs
 def gene_scores(
     data: Any,
     *,
     layer: str = Keys.predicted,
     top: int = 10,
     table_key: str | None = None,
-    fig: Figure | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Figure:
     """Distribution of the per-gene Pearson correlation and the best and worst predicted genes.
 
@@ -50,12 +57,9 @@ def gene_scores(
         How many best and how many worst genes to name.
     table_key
         Spot table of a SpatialData; defaults to ``"table"``.
-    fig
-        Empty Figure to draw in; ``None`` makes one.
-
-    Returns
-    -------
-    The matplotlib Figure (histogram Axes first, ranking Axes second).
+    ax
+        Two Axes to draw in (histogram, ranking); ``None`` makes a Figure.
+    {figure}
 
     Examples
     --------
@@ -69,12 +73,13 @@ def gene_scores(
     valid = scores.dropna().sort_values(ascending=False)
     if valid.empty:
         raise ValueError("`data` holds no finite per-gene PCC: every gene scored NaN.")
+    path = f.check_save(save, overwrite)
     n_show = min(len(valid), 2 * top)
-    fig = u.new_figure(fig, (9.0, max(3.2, 0.2 * n_show + 1.2)))
-    ax_hist, ax_rank = fig.subplots(1, 2, width_ratios=[1.3, 1])
-    _histogram(ax_hist, valid, n_nan=int(scores.isna().sum()))
-    _ranking(ax_rank, valid, top)
-    return fig
+    size = (9.0, max(3.2, 0.2 * n_show + 1.2))
+    fig, axes = f.axes_grid(ax, (1, 2), size, what="histogram, ranking", width_ratios=[1.3, 1])
+    _histogram(axes[0, 0], valid, n_nan=int(scores.isna().sum()))
+    _ranking(axes[0, 1], valid, top)
+    return f.finish(fig, show=show, save=path)
 
 
 def _gene_pcc(data: Any, *, layer: str, table_key: str | None) -> pd.Series:
@@ -147,6 +152,7 @@ def _ranking(ax, valid: pd.Series, top: int) -> None:
     ax.set_ylim(y.min() - 0.7, y.max() + 0.7)
 
 
+@f.figure_docs
 def predicted_vs_observed(
     sdata: SpatialData,
     *,
@@ -157,7 +163,10 @@ def predicted_vs_observed(
     table_key: str | None = None,
     kind: str = "scatter",
     ax: Axes | None = None,
-) -> Axes:
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Figure:
     """Predicted against measured expression of one gene, spot by spot, with the identity line.
 
     The title gives Pearson's r over the shown spots (pooled over the chosen sections; spots where either value
@@ -180,22 +189,18 @@ def predicted_vs_observed(
     kind
         ``"scatter"`` (one point per spot) or ``"hexbin"`` (spot density, for many spots).
     ax
-        Axes to draw in; ``None`` makes a new figure.
-
-    Returns
-    -------
-    The matplotlib Axes.
+        Axes to draw in; ``None`` makes a new Figure.
+    {figure}
 
     Examples
     --------
     >>> import numpy as np
     >>> import genedml as gd
-    >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> table = sdata.tables["table"]
-    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
-    >>> table.layers["predicted"] = truth + np.random.default_rng(0).normal(0, 0.3, truth.shape).astype("float32")
-    >>> table.layers["predicted_observed"] = truth
-    >>> ax = gd.pl.predicted_vs_observed(sdata, gene=table.var_names[0], kind="hexbin")
+    >>> adata = gd.datasets.synthetic(preset="tiny").tables["table"]  # an AnnData works too
+    >>> adata.layers["predicted_observed"] = np.log1p(adata.layers["counts"].toarray())
+    >>> noise = np.random.default_rng(0).normal(0, 0.3, adata.shape)
+    >>> adata.layers["predicted"] = adata.layers["predicted_observed"] + noise
+    >>> fig = gd.pl.predicted_vs_observed(adata, gene=adata.var_names[0], kind="hexbin")
     """
     assert_one_of(kind, ("scatter", "hexbin"), name="kind")
     table = u.table_of(sdata, table_key=table_key)
@@ -209,18 +214,19 @@ def predicted_vs_observed(
     keep = np.isin(labels, chosen) & np.isfinite(x) & np.isfinite(y)
     if not keep.any():
         raise ValueError(f"`gene`={gene!r} has no spot with both a measured and a predicted value in {chosen}.")
-    ax = u.new_axes(ax, (4.6, 4.2) if kind == "scatter" else (5.2, 4.2))
+    path = f.check_save(save, overwrite)
+    fig, ax = f.single_axes(ax, (4.6, 4.2) if kind == "scatter" else (5.2, 4.2))
     if kind == "scatter":
         _scatter(ax, x[keep], y[keep], labels[keep], chosen)
     else:
         hb = ax.hexbin(x[keep], y[keep], gridsize=30, mincnt=1, cmap="viridis", linewidths=0.2)
-        ax.figure.colorbar(hb, ax=ax, label="spots")
+        fig.colorbar(hb, ax=ax, label="spots")
     _identity(ax, x[keep], y[keep])
     r = float(pearson_per_gene(x[keep], y[keep])[0])
     ax.set_title(f"{gene}: r = {r:.2f}  (n = {int(keep.sum())} spots)", fontsize=10)
     ax.set_xlabel("measured" if observed is None else f"measured ({obs_key})")
     ax.set_ylabel("predicted" if layer == Keys.predicted else f"predicted ({layer})")
-    return ax
+    return f.finish(fig, show=show, save=path)
 
 
 def _scatter(ax, x: np.ndarray, y: np.ndarray, labels: np.ndarray, chosen: list[str]) -> None:

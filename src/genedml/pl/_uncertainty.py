@@ -5,6 +5,8 @@ Both read results by key only (`gd.tl.predict` with an ensemble / ``interval``, 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,9 +14,9 @@ import pandas as pd
 
 from .._keys import Keys
 from .._validators import assert_positive_int
-from ..io._model import get_table
-from . import _spatial as sp
+from . import _figure as f
 from . import _utils as u
+from ._spatial import sections_with_predictions
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["calibration", "uncertainty"]
 
 
+@f.figure_docs
 def uncertainty(
     sdata: SpatialData,
     *,
@@ -32,9 +35,13 @@ def uncertainty(
     layer: str = Keys.predicted,
     table_key: str | None = None,
     max_px: int = 800,
+    scalebar: bool = True,
     cmap: str = "viridis",
     spread_cmap: str = "magma",
-    fig: Figure | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Figure:
     """Prediction beside its uncertainty, one row per gene and section.
 
@@ -57,50 +64,50 @@ def uncertainty(
         Spot table.
     max_px
         About how many thumbnail pixels span the tissue.
+    scalebar
+        Draw a micrometre scale bar on the H&E panels (when the section's pixel size is known).
     cmap, spread_cmap
         Colour maps of the prediction and of the spread / width.
-    fig
-        Empty Figure to draw in; ``None`` makes one.
-
-    Returns
-    -------
-    The matplotlib Figure.
+    ax
+        ``rows × columns`` Axes to draw in (rows: genes × sections; columns: H&E, prediction, spread, width as
+        present); ``None`` makes a Figure.
+    {figure}
 
     Examples
     --------
     >>> import numpy as np
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> table = sdata.tables["table"]
-    >>> truth = np.log1p(table.layers["counts"].toarray()).astype("float32")
-    >>> table.layers["predicted"] = truth
-    >>> table.layers["predicted_std"] = np.full_like(truth, 0.2)
-    >>> fig = gd.pl.uncertainty(sdata, genes=table.var_names[0])
+    >>> t = sdata.tables["table"]
+    >>> t.layers["predicted"] = np.log1p(t.layers["counts"].toarray())
+    >>> t.layers["predicted_std"] = np.full(t.shape, 0.2)  # as an ensemble of models writes it
+    >>> fig = gd.pl.uncertainty(sdata, genes=t.var_names[0], sections="S2")
     """
-    table = get_table(sdata, table_key=table_key)
+    table = u.get_table(sdata, table_key=table_key)
     u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
     panels = _uncertainty_panels(table, layer)
     genes = u.check_genes(table, genes)
     assert_positive_int(max_px, name="max_px")
-    labels = u.section_labels(table)
-    sections = sp._sections_with_predictions(table, genes, layer, labels, sections)
-    secs = {s: sp._section(sdata, table, s, max_px) for s in sections}
-    ncols = 2 + len(panels)
-    fig = u.new_figure(fig, sp._figsize(secs, len(genes) * len(secs), ncols))
-    axes = fig.subplots(len(genes) * len(secs), ncols, squeeze=False)
+    path = f.check_save(save, overwrite)
+    sections = sections_with_predictions(table, genes, layer, u.section_labels(table), sections)
+    secs = {s: u.load_section(sdata, table, s, max_px) for s in sections}
+    ncols, nrows = 2 + len(panels), len(genes) * len(secs)
+    figsize = u.map_figsize(list(secs.values()), nrows, ncols)
+    fig, axes = f.axes_grid(ax, (nrows, ncols), figsize, what="genes × sections rows")
     level = (table.uns.get(Keys.uns, {}).get(layer) or {}).get("uncertainty", {}).get("level")
     for i, (gene, s) in enumerate((g, s) for g in genes for s in sections):
-        sec = secs[s]
-        row = axes[i]
+        sec, row = secs[s], axes[i]
         u.show_he(row[0], sec.thumb, sec.extent, sec.box)
         row[0].set_title("H&E", fontsize=10)
         row[0].set_ylabel(s, fontsize=11)
+        if scalebar:
+            u.add_scalebar(row[0], sec)
         _absolute_map(fig, row[1], sec, u.column(table, layer, gene)[sec.rows], cmap)
         row[1].set_title(f"{gene} predicted", fontsize=10)
-        for ax, (title, values) in zip(row[2:], panels, strict=True):
-            _absolute_map(fig, ax, sec, values(gene)[sec.rows], spread_cmap)
-            ax.set_title(title if "width" not in title or level is None else f"{title} ({level:.0%})", fontsize=10)
-    return fig
+        for a, (title, values) in zip(row[2:], panels, strict=True):
+            _absolute_map(fig, a, sec, values(gene)[sec.rows], spread_cmap)
+            a.set_title(title if "width" not in title or level is None else f"{title} ({level:.0%})", fontsize=10)
+    return f.finish(fig, show=show, save=path)
 
 
 def _uncertainty_panels(table, layer: str) -> list:
@@ -118,19 +125,13 @@ def _uncertainty_panels(table, layer: str) -> list:
     return panels
 
 
-def _absolute_map(fig, ax, sec, values: np.ndarray, cmap) -> None:
-    import matplotlib as mpl
-
-    u.show_he(ax, sec.thumb, sec.extent, sec.box, fade=sp._FADE)
-    finite = values[np.isfinite(values)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    hi = hi if hi > lo else lo + 1e-6
-    cm = mpl.colormaps[cmap].with_extremes(bad=sp._NA_COLOR)
-    coll = u.add_circles(ax, sec.xy, sec.radius, values, cmap=cm, clim=(lo, hi), edgecolors="none")
+def _absolute_map(fig, ax, sec: u.Section, values: np.ndarray, cmap) -> None:
+    coll = u.draw_map(ax, sec, values, cmap, u.finite_range(values))
     cb = fig.colorbar(coll, ax=ax, shrink=0.7, aspect=15, pad=0.02)
     cb.ax.tick_params(labelsize=7)
 
 
+@f.figure_docs
 def calibration(
     sdata: SpatialData,
     *,
@@ -138,7 +139,10 @@ def calibration(
     sections: str | list[str] | None = None,
     table_key: str | None = None,
     ax: Axes | None = None,
-) -> Axes:
+    show: bool = False,
+    save: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Figure:
     """Calibration plot: empirical against nominal coverage of the calibrated intervals, one line per section.
 
     Reads ``uns["genedml"]["evaluation"][layer]["coverage_curve"]`` written by `gd.tl.evaluate` after
@@ -156,11 +160,8 @@ def calibration(
     table_key
         Spot table.
     ax
-        Axes to draw in; ``None`` makes a figure.
-
-    Returns
-    -------
-    The Axes.
+        Axes to draw in; ``None`` makes a Figure.
+    {figure}
 
     Examples
     --------
@@ -170,7 +171,7 @@ def calibration(
     >>> curve = pd.DataFrame({"section": ["S1"] * 3, "level": [0.5, 0.8, 0.9], "coverage": [0.52, 0.79, 0.88],
     ...                       "interval_width": [0.4, 0.8, 1.0]})
     >>> sdata.tables["table"].uns["genedml"] = {"evaluation": {"predicted": {"coverage_curve": curve}}}
-    >>> ax = gd.pl.calibration(sdata)
+    >>> fig = gd.pl.calibration(sdata)
     """
     table = u.table_of(sdata, table_key=table_key)
     ev = table.uns.get(Keys.uns, {}).get("evaluation", {}).get(layer) or {}
@@ -182,7 +183,8 @@ def calibration(
         )
     curve = pd.DataFrame(curve)
     secs = u.check_sections(curve["section"].astype(str).to_numpy(), sections)
-    ax = u.new_axes(ax, (4.2, 4.0))
+    path = f.check_save(save, overwrite)
+    fig, ax = f.single_axes(ax, (4.2, 4.0))
     ax.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", label="nominal")
     for s in secs:
         df = curve[curve["section"].astype(str) == s].sort_values("level")
@@ -197,4 +199,4 @@ def calibration(
     ax.set_ylabel("empirical coverage")
     ax.set_title(f"calibration of {layer!r} intervals", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", frameon=False)
-    return ax
+    return f.finish(fig, show=show, save=path)

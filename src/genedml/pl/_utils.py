@@ -5,18 +5,18 @@ Nothing here imports matplotlib at module level; functions that draw import it t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._data_model import get_table, image_shape
 from .._keys import Keys
-from ..io._model import get_table, image_shape
-from ..io._views import section_thumbnail
+from ..io import section_thumbnail
 
 if TYPE_CHECKING:
     import anndata as ad
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
     from spatialdata import SpatialData
 
 __all__: list[str] = []
@@ -123,8 +123,20 @@ def section_geometry(sdata: SpatialData, table: ad.AnnData, section: str) -> tup
     The shapes element is the one the table's rows annotate (``obs["region"]``), so grids laid by `gd.pp.spot_grid`
     work too; its transformation to the coordinate system ``section`` is applied.
     """
-    from spatialdata.transformations import get_transformation
+    rows, shapes = _section_shapes(sdata, table, section)
+    obs = table.obs
+    ids = obs[Keys.instance].to_numpy()[rows] if Keys.instance in obs else shapes.index[: rows.size]
+    geo = shapes.geometry.loc[ids]
+    xy = np.column_stack([geo.x.to_numpy(), geo.y.to_numpy()]).astype(np.float64)
+    radius = shapes["radius"].loc[ids].to_numpy(np.float64)
+    m = _affine(shapes, section)
+    if m is not None:
+        xy = xy @ m[:2, :2].T + m[:2, 2]
+        radius = radius * float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+    return rows, xy, radius
 
+
+def _section_shapes(sdata: SpatialData, table: ad.AnnData, section: str):
     obs = table.obs
     rows = np.flatnonzero(section_labels(table) == section)
     if rows.size == 0:
@@ -132,17 +144,59 @@ def section_geometry(sdata: SpatialData, table: ad.AnnData, section: str) -> tup
     regions = set(obs[Keys.region].astype(str).to_numpy()[rows]) if Keys.region in obs else {Keys.spots(section)}
     if len(regions) != 1 or next(iter(regions)) not in sdata.shapes:
         raise KeyError(f"section {section!r}: its rows must annotate one shapes element of `sdata`, got {regions}.")
-    shapes = sdata.shapes[regions.pop()]
-    ids = obs[Keys.instance].to_numpy()[rows] if Keys.instance in obs else shapes.index[: rows.size]
-    geo = shapes.geometry.loc[ids]
-    xy = np.column_stack([geo.x.to_numpy(), geo.y.to_numpy()]).astype(np.float64)
-    radius = shapes["radius"].loc[ids].to_numpy(np.float64)
-    tfs = get_transformation(shapes, get_all=True)
-    if section in tfs:
-        m = tfs[section].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
-        xy = xy @ m[:2, :2].T + m[:2, 2]
-        radius = radius * float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
-    return rows, xy, radius
+    return rows, sdata.shapes[regions.pop()]
+
+
+def _affine(element, cs: str) -> np.ndarray | None:
+    from spatialdata.transformations import get_transformation
+
+    tfs = get_transformation(element, get_all=True)
+    return tfs[cs].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")) if cs in tfs else None
+
+
+def um_per_px(sdata: SpatialData, table: ad.AnnData, section: str) -> float | None:
+    """Micrometres per full-resolution pixel of ``section``, from its spots' transformations; ``None`` if unknown.
+
+    The spots carry a transformation to the section's pixel frame (``section``) and one to its micrometre frame
+    (``f"{section}_um"``, genedml's data model); the ratio of their scales is the pixel size.
+    """
+    _, shapes = _section_shapes(sdata, table, section)
+    to_um, to_px = _affine(shapes, Keys.um(section)), _affine(shapes, section)
+    if to_um is None:
+        return None
+    um = float(np.sqrt(abs(np.linalg.det(to_um[:2, :2]))))
+    px = float(np.sqrt(abs(np.linalg.det(to_px[:2, :2])))) if to_px is not None else 1.0
+    return um / px if um > 0 and px > 0 else None
+
+
+@dataclass
+class Section:
+    """What a spatial panel needs of one section: its rows, spot geometry, view box, H&E thumbnail, pixel size."""
+
+    name: str
+    rows: np.ndarray
+    xy: np.ndarray
+    radius: np.ndarray
+    box: tuple[float, float, float, float]
+    thumb: np.ndarray
+    extent: tuple[float, float, float, float]
+    um_per_px: float | None
+
+
+def load_section(sdata: SpatialData, table: ad.AnnData, section: str, max_px: int, *, crop: bool = True) -> Section:
+    """Geometry, view box (cropped to the spots, or the whole image) and thumbnail of one section."""
+    rows, xy, radius = section_geometry(sdata, table, section)
+    shape = image_shape(sdata, section)
+    box = crop_box(xy, radius, shape) if crop else (0.0, float(shape[1]), 0.0, float(shape[0]))
+    thumb, extent = thumbnail(sdata, section, box, max_px)
+    return Section(section, rows, xy, radius, box, thumb, extent, um_per_px(sdata, table, section))
+
+
+def map_figsize(secs: list[Section], nrows: int, ncols: int, panel_in: float = 2.8) -> tuple[float, float]:
+    """Figure size of a grid of map panels, from the tallest section's aspect ratio."""
+    aspect = max((s.box[3] - s.box[2]) / max(s.box[1] - s.box[0], 1.0) for s in secs)
+    aspect = float(np.clip(aspect, 0.4, 2.5))
+    return panel_in * ncols + 1.0, (panel_in * aspect + 0.4) * nrows + 0.1
 
 
 def crop_box(xy: np.ndarray, radius: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -196,38 +250,67 @@ def add_circles(ax: Axes, xy: np.ndarray, radius: np.ndarray, values=None, *, cm
     return circles
 
 
-def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
-    """A new constrained-layout Figure, or ``fig`` after checking it is empty."""
-    if fig is None:
-        import matplotlib.pyplot as plt
-
-        return plt.figure(figsize=figsize, layout="constrained")
-    if not hasattr(fig, "subplots"):
-        raise TypeError(f"`fig` must be a matplotlib Figure (or SubFigure), got {type(fig).__name__}.")
-    if fig.axes:
-        raise ValueError("`fig` already holds Axes: pass an empty Figure (e.g. `plt.figure()`).")
-    return fig
+FADE = 0.55  # how far the H&E under an expression map is faded towards white
+NA_COLOR, NA_EDGE = "#d9d9d9", "#636363"  # fill and outline of spots without a value
 
 
-def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
-    """``ax``, or the Axes of a new constrained-layout Figure."""
-    if ax is not None:
-        if not hasattr(ax, "add_collection"):
-            raise TypeError(f"`ax` must be a matplotlib Axes, got {type(ax).__name__}.")
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return ax
+def finite_range(*values: np.ndarray) -> tuple[float, float]:
+    """Joint ``(min, max)`` of the finite entries (``(0, 1)`` when none; a constant map gets a tiny span)."""
+    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5) if lo == 0 else (lo - 1e-6 * abs(lo), hi + 1e-6 * abs(hi))
 
 
-def normalise01(v: np.ndarray, *, lims: tuple[float, float] | None = None) -> np.ndarray:
-    """Min-max scale the finite values of ``v`` to [0, 1] (by ``lims`` if given; a constant map becomes 0.5)."""
-    v = np.asarray(v, dtype=np.float64)
-    finite = np.isfinite(v)
-    if not finite.any():
-        return v
-    lo, hi = (float(v[finite].min()), float(v[finite].max())) if lims is None else lims
-    if hi <= lo:
-        return np.where(finite, 0.5, np.nan)
-    return (v - lo) / (hi - lo)
+def draw_map(ax: Axes, sec: Section, values: np.ndarray, cmap, clim: tuple[float, float], *, fade: float = FADE):
+    """The section's faded H&E with its spots coloured by ``values`` on ``clim``; returns the collection.
+
+    Spots without a value are grey with a dark outline; the collection's ``get_clim()`` is the colour scale.
+    """
+    import matplotlib as mpl
+
+    show_he(ax, sec.thumb, sec.extent, sec.box, fade=fade)
+    cm = (mpl.colormaps[cmap] if isinstance(cmap, str) else cmap).with_extremes(bad=NA_COLOR)
+    edges = np.where(np.isfinite(values), "none", NA_EDGE).tolist()
+    return add_circles(ax, sec.xy, sec.radius, values, cmap=cm, clim=clim, edgecolors=edges, linewidths=0.8)
+
+
+def nice_length(target: float) -> float:
+    """The largest 1, 2 or 5 × 10^k not above ``target`` (> 0)."""
+    exp = np.floor(np.log10(target))
+    for m in (5.0, 2.0, 1.0):
+        if m * 10**exp <= target:
+            return float(m * 10**exp)
+    return float(10**exp)
+
+
+def add_scalebar(ax: Axes, sec: Section, *, fraction: float = 0.25):
+    """A micrometre scale bar (lower right) about ``fraction`` of the view wide; ``None`` if the pixel size is unknown.
+
+    The bar is drawn in data units (full-resolution pixels): ``N µm / (µm per px)`` long, ``N`` a round number.
+    """
+    if sec.um_per_px is None:
+        return None
+    from matplotlib.font_manager import FontProperties
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    width_um = (sec.box[1] - sec.box[0]) * sec.um_per_px
+    um = nice_length(fraction * width_um)
+    label = f"{um / 1000:g} mm" if um >= 1000 else f"{um:g} µm"
+    bar = AnchoredSizeBar(
+        ax.transData,
+        um / sec.um_per_px,
+        label,
+        "lower right",
+        pad=0.3,
+        sep=2,
+        frameon=False,
+        size_vertical=0.012 * (sec.box[3] - sec.box[2]),
+        color="black",
+        fontproperties=FontProperties(size=7),
+    )
+    bar.length_um = um  # what the bar stands for, for readers of the figure object
+    ax.add_artist(bar)
+    return bar

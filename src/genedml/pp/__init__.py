@@ -4,7 +4,9 @@ Windows, the embedding pass and the feature store live in :mod:`genedml.features
 """
 
 from ._genes import select_genes
+from ._normalize import RECIPES as RECIPES
+from ._normalize import detect_grid as detect_grid
 from ._normalize import normalize, normalize_counts, smooth_grid
 from ._spot_grid import spot_grid
 
-__all__ = ["normalize", "normalize_counts", "select_genes", "smooth_grid", "spot_grid"]
+__all__ = ["RECIPES", "normalize", "normalize_counts", "select_genes", "smooth_grid", "spot_grid"]

@@ -32,7 +32,7 @@ def _table(data: SpatialData | AnnData, table_key: str | None) -> AnnData:
         return data
     if not hasattr(data, "tables"):
         raise TypeError(f"`data` must be a SpatialData or an AnnData, got {type(data).__name__}.")
-    from genedml.io import get_table
+    from genedml._data_model import get_table
 
     return get_table(data, table_key=table_key)
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["normalize", "normalize_counts", "smooth_grid"]
 
-_RECIPES = ("paper", "log1p_cp10k")
+#: Names of the normalisation recipes (``recipe=`` of :func:`normalize`).
+RECIPES = ("paper", "log1p_cp10k")
 _GRIDS = ("auto", "square", "hex")
 _DEFAULT_KEY = f"{Keys.uns}_target"  # "genedml_target"
 _CP10K = 1e4
@@ -84,7 +85,7 @@ def _resolve_grid(grid: str, r, c, codes, n_sec: int) -> np.ndarray:
     return _hex_sections(r, c, codes, n_sec)
 
 
-def _detect_grid(row, col, *, section=None) -> str | dict[str, str]:
+def detect_grid(row, col, *, section=None) -> str | dict[str, str]:
     """Detect the spot-grid layout from array coordinates.
 
     A section is ``"hex"`` when every spot has the same parity of ``row + col`` (Visium: columns step by 2 and
@@ -103,9 +104,9 @@ def _detect_grid(row, col, *, section=None) -> str | dict[str, str]:
 
     Examples
     --------
-    >>> _detect_grid([0, 0, 1, 1], [0, 2, 1, 3])
+    >>> detect_grid([0, 0, 1, 1], [0, 2, 1, 3])
     'hex'
-    >>> _detect_grid([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> detect_grid([0, 0, 1, 1], [0, 1, 0, 1])
     'square'
     """
     r, c, codes, names = _grid_inputs(row, col, section)
@@ -260,7 +261,7 @@ def normalize_counts(data, *, sections=None, recipe: str = "paper") -> np.ndarra
     """
     import scipy.sparse as sp
 
-    assert_one_of(recipe, _RECIPES, name="recipe")
+    assert_one_of(recipe, RECIPES, name="recipe")
     if not sp.issparse(data):
         data = np.asarray(data)
     if data.ndim != 2:
@@ -423,7 +424,7 @@ def normalize(
     (3, 2)
     """
     adata = _table(data, table_key)
-    assert_one_of(recipe, _RECIPES, name="recipe")
+    assert_one_of(recipe, RECIPES, name="recipe")
     assert_one_of(grid, _GRIDS, name="grid")
     genes, col = _gene_columns(adata, genes)
     X = _counts(adata, layer)[:, col]
@@ -436,7 +437,7 @@ def normalize(
     resolved: dict[str, str] = {}
     if smooth:
         Y = smooth_grid(Y, row=row, col=col_, section=sections, grid=grid)
-        found = _detect_grid(row, col_, section=sections if sections is not None else np.full(len(row), "all"))
+        found = detect_grid(row, col_, section=sections if sections is not None else np.full(len(row), "all"))
         resolved = {s: (grid if grid != "auto" else g) for s, g in found.items()}
     Y = Y.astype(np.float32)
     if not inplace:

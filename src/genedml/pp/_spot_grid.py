@@ -102,7 +102,7 @@ def spot_grid(
         raise ValueError(f"`new_table_key`={table_key!r} exists already in `sdata.tables`; choose another key.")
     el = sdata.images[image_key]
     mpp = _pixel_size(el, section)
-    from ..io._views import section_thumbnail
+    from ..io import section_thumbnail
 
     thumb, thumb_scale = section_thumbnail(sdata, section, max_px=1500)
     mask = tissue_mask(thumb)
@@ -130,7 +130,7 @@ def _geometry(model, pitch_um, diameter_um) -> tuple[float, float]:
 def _pixel_size(el, section: str) -> float:
     from spatialdata.transformations import get_transformation
 
-    from ..io._model import _scale_of
+    from .._data_model import scale_of
 
     tfs = get_transformation(el, get_all=True)
     if Keys.um(section) not in tfs:
@@ -138,8 +138,8 @@ def _pixel_size(el, section: str) -> float:
             f"image of section {section!r} has no transformation to {Keys.um(section)!r}: the pixel size is unknown. "
             f"Set it with set_transformation(image, Scale([mpp, mpp], axes=('y', 'x')), {Keys.um(section)!r})."
         )
-    to_px = _scale_of(el, section, name="image") if section in tfs else 1.0
-    return _scale_of(el, Keys.um(section), name="image") / to_px
+    to_px = scale_of(el, section, name="image") if section in tfs else 1.0
+    return scale_of(el, Keys.um(section), name="image") / to_px
 
 
 def _lattice(shape_hw, thumb_scale: float, pitch_px: float, grid: str) -> tuple[np.ndarray, np.ndarray]:
@@ -177,14 +177,14 @@ def _write(sdata, section, patient, xy, rc, radius_px, mpp, shapes_key, table_ke
     from spatialdata.models import ShapesModel, TableModel
 
     n = len(xy)
-    from ..io._model import _transforms
+    from .._data_model import section_transforms
 
     shapes = ShapesModel.parse(
         xy.astype(np.float64),
         geometry=0,
         radius=np.full(n, radius_px),
         index=pd.RangeIndex(n, name=Keys.instance),
-        transformations=_transforms(section, mpp),  # spots live in the full-resolution pixel frame
+        transformations=section_transforms(section, mpp),  # spots live in the full-resolution pixel frame
     )
     barcodes = [f"{r}x{c}" for r, c in rc]
     obs = pd.DataFrame(

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .._data_model import get_table
 from .._keys import Keys
 from .._logging import logger
 from .._utils import atomic_path, resolve_progress
 from .._validators import assert_positive_int
-from ..io._model import get_table
 from ._ensemble import EnsembleModel
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def _scratch_restored(func):
 
     @functools.wraps(func)
     def wrapper(sdata, *args, **kwargs):
-        from ..io._snapshot import restore_table, table_state
+        from .._snapshot import restore_table, table_state
 
         table = get_table(sdata, table_key=kwargs.get("table_key"))
         if "n_hpg" in kwargs:  # checked here, not as `k` deep inside the HPG selection after all folds ran
@@ -457,7 +457,7 @@ def _data_fingerprint(sdata, table) -> dict:
     import scipy.sparse as sp
 
     from .. import io as gio
-    from ..features._images import SectionImage
+    from ..features import SectionImage
 
     def digest(*parts) -> str:
         h = hashlib.sha256()

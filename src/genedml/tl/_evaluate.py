@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
+from .._data_model import get_table
 from .._keys import Keys
 from .._validators import assert_positive_int
-from ..io._model import get_table
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData

@@ -59,7 +59,7 @@ def get_predicted(
 
     table = sdata_or_adata
     if not isinstance(table, ad.AnnData):
-        from ..io._model import get_table
+        from .._data_model import get_table
 
         table = get_table(sdata_or_adata, table_key=table_key)
     elif table_key is not None:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._data_model import get_table
+from .._data_model import sections as _all_sections
 from .._keys import Keys
 from .._utils import resolve_progress
-from ..io._model import get_table
-from ..io._model import sections as _all_sections
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -198,8 +198,8 @@ def smooth_predictions(table, pred: np.ndarray, *, sections: list[str], grid: st
     Reads only ``obs`` (section, array row and column) of ``table``: never its expression. Returns the smoothed
     predictions and the provenance record (grid per section, neighbourhood rule).
     """
+    from ..pp import detect_grid as _detect_grid
     from ..pp import smooth_grid
-    from ..pp._normalize import _detect_grid
 
     obs = table.obs
     sec = obs[Keys.section].astype(str).to_numpy()

@@ -150,19 +150,19 @@ def pretrain_encoder(
     ['epoch', 'loss', 'tiles', 'tiles_per_s', 'seconds', 'cpu_seconds', 'lr']
     >>> gd.tl.embed(sdata, encoder="test_resnet", weights=res.path, target_px=32, scales=["global"])
     """
-    from ..features._embed import _resolve_sections
-    from ..features._windows import WindowSpec
+    from .._data_model import select_sections
+    from ..features import WindowSpec
 
     out_path, ckpt_dir, ckpt_path = _validate(
         out, method, epochs, tiles_per_epoch, batch_size, lr, weight_decay, min_tissue, seed, max_minutes,
         checkpoint_dir, resume, overwrite,
     )  # fmt: skip
     spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
-    secs = _resolve_sections(sdata, sections, table_key)
-    from ..models.nn._ssl import import_lightly
+    secs = select_sections(sdata, sections, table_key=table_key)
+    from ..models.nn import import_lightly
 
     import_lightly()
-    from ..dataloaders._tiles import TissueTiles
+    from ..dataloaders import TissueTiles
     from ..encoders import create_encoder, resolve_device
 
     dev = resolve_device(device)
@@ -256,10 +256,8 @@ def _train(enc, tiles, params: dict, dev, ckpt_dir: Path, ckpt_path: Path | None
 
     import lightning as L
 
-    from ..models.nn._histo_augment import HistoAugmentConfig
-    from ..models.nn._ssl import SSLConfig, SSLNet
-    from ..models.train._ssl import SSLHistory, SSLPlan, TileDataModule, build_ssl_trainer
-    from ..models.train._trainer import quiet_lightning
+    from ..models.nn import HistoAugmentConfig, SSLConfig, SSLNet
+    from ..models.train import SSLHistory, SSLPlan, TileDataModule, build_ssl_trainer, quiet_lightning
 
     L.seed_everything(params["seed"], workers=False, verbose=False)
     backbone = enc.model

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .._data_model import get_table
 from .._keys import Keys
 from .._logging import logger
-from ..io._model import get_table
 from ._ensemble import EnsembleModel
 
 if TYPE_CHECKING:

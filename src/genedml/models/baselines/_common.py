@@ -44,9 +44,9 @@ class Baseline(SpotModel):
 
     # ------------------------------------------------------------------------------------------- data
     def _spot_data(
-        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
+        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, y=None
     ) -> SpotData:
-        data = super()._spot_data(sdata, sections=sections, table_key=table_key, progress=progress, with_y=with_y)
+        data = super()._spot_data(sdata, sections=sections, table_key=table_key, progress=progress, y=y)
         self._record_patients(sdata, table_key)
         return data
 

@@ -206,9 +206,7 @@ class RidgeBaseline(Baseline):
         X = np.asarray(data.global_feats, dtype=np.float64)
         if not self.use_neighbors:
             return X
-        m = np.asarray(data.neighbor_mask, dtype=np.float64)[..., None]
-        nb = (np.asarray(data.neighbor, dtype=np.float64) * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)
-        return np.concatenate([X, nb], axis=1)
+        return np.concatenate([X, data.neighbor_mean()], axis=1)
 
     # ------------------------------------------------------------------------------------------- train
     def train(self, *, progress: bool | None = None) -> RidgeBaseline:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +12,6 @@ from ..._logging import logger
 from ..._utils import resolve_progress
 from ..._validators import assert_positive_int
 from ...dataloaders import SpotData
-from .._base import TARGET_KEY
 from .._train_config import TrainConfig
 from ._common import Baseline
 
@@ -31,9 +30,7 @@ class ImageSpotData(SpotData):
 
     def subset(self, rows: np.ndarray) -> ImageSpotData:
         """The spots ``rows``, windows included."""
-        base = super().subset(rows)
-        kept = {f.name: getattr(base, f.name) for f in fields(SpotData)}
-        return ImageSpotData(**kept, images=None if self.images is None else self.images[np.asarray(rows)])
+        return replace(super().subset(rows), images=None if self.images is None else self.images[np.asarray(rows)])
 
 
 class STNetBaseline(Baseline):
@@ -103,7 +100,7 @@ class STNetBaseline(Baseline):
 
     # ------------------------------------------------------------------------------------------- data
     def _spot_data(
-        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, with_y: bool
+        self, sdata: SpatialData, *, sections: list[str], table_key: str | None, progress: bool | None, y=None
     ) -> ImageSpotData:
         """Cut the target windows of ``sections`` (no encoder runs here)."""
         from ... import io as gio
@@ -116,14 +113,14 @@ class STNetBaseline(Baseline):
         n = len(rows)
         self._record_patients(sdata, table_key)
         return ImageSpotData(
-            target=np.zeros((n, 0, 1), np.float16),
-            neighbor=np.zeros((n, 0, 1), np.float32),
-            neighbor_mask=np.zeros((n, 0), bool),
-            global_feats=np.zeros((n, 0), np.float32),
+            target=None,
+            tiles=np.zeros((0, 0), np.float32),
+            global_index=np.zeros(n, np.int64),
+            neighbor_index=np.zeros((n, 0), np.int64),
             pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
             section=np.searchsorted(np.array(names), sec_col[rows]),
             section_names=names,
-            y=np.asarray(table.obsm[TARGET_KEY], dtype=np.float32)[rows] if with_y else None,
+            y=None if y is None else np.asarray(y, dtype=np.float32),
             images=images,
         )
 
@@ -238,8 +235,9 @@ def _progress(items: list[str], progress: bool | None):
 
 def _backbone(enc, *, pretrained_weights: bool) -> tuple[torch.nn.Module, dict]:
     """The timm model to fine-tune: pretrained as the settings say, or the bare architecture (to load a checkpoint)."""
+    from ...encoders import build_architecture as _build_architecture
     from ...encoders import create_encoder
-    from ...encoders._encoder import _build_architecture, _resolve_spec
+    from ...encoders import resolve_spec as _resolve_spec
 
     if pretrained_weights:
         frozen = create_encoder(enc.name, pretrained=enc.pretrained, weights=enc.weights, device="cpu")

@@ -7,6 +7,7 @@ from ._blocks import Attention, FeedForward, TransformerEncoder, TransformerLaye
 from ._gene_dml import GeneDMLNet, GeneDMLOutput
 from ._global import GlobalEncoder, PositionalEncodingGenerator, grid_index
 from ._heads import ClusterHead, FusionBlock, GeneEncoder, PredictionHead
+from ._histo_augment import HistoAugmentConfig as HistoAugmentConfig
 from ._kmeans import kmeans
 from ._losses import (
     GeneDMLLoss,
@@ -18,6 +19,9 @@ from ._losses import (
     soft_contrastive_loss,
 )
 from ._neighbor import NeighborEncoder, RelativePositionBias, relative_offset_index
+from ._ssl import SSLConfig as SSLConfig
+from ._ssl import SSLNet as SSLNet
+from ._ssl import import_lightly as import_lightly
 
 __all__ = [
     "Attention",

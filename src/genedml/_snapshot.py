@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .._keys import Keys
+from ._keys import Keys
 
 __all__ = ["TableState", "restore_table", "table_state"]
 
