@@ -45,7 +45,7 @@ def smooth_scores(a, split: str, label: str, method: str, seed: int, res, sdata)
 
     import genedml as gd
     from genedml._keys import Keys
-    from genedml.tl._fit import smooth_predictions
+    from genedml.tl._predict import smooth_predictions
 
     path = resume_dir(a, split, label, seed) / f"{method}.smooth.csv"
     if path.is_file():

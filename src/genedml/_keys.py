@@ -44,6 +44,7 @@ class Keys:
     # table.layers / obsm / var / uns
     counts = "counts"
     predicted = "predicted"
+    selected = "genedml_selected"
     target = "genedml_target"
     spatial = "spatial"
     uns = "genedml"

@@ -78,6 +78,7 @@ class SpotModel(Checkpointed):
         self.normalize_: dict | None = None
         self.encoder_info_: dict | None = None
         self.features_: dict | None = None  # provenance of the training features (parameters, per-section geometry)
+        self.predict_features_: dict | None = None  # the same for the last `predict`
         self.in_dim_: int | None = None
         self.history_: list[dict] = []
         self.fit_info_: dict = {}
@@ -280,8 +281,12 @@ class SpotModel(Checkpointed):
             progress=resolve_progress(progress),
         )
         self._check_encoder(fs.record)
-        if y is not None:  # training: the model keeps the provenance of its features (no arrays)
-            self.features_ = _plain({k: v for k, v in fs.record.items() if k != "store"})
+        # the provenance of the features (no arrays): of the training data, and of the last prediction
+        info = _plain({k: v for k, v in fs.record.items() if k != "store"})
+        if y is not None:
+            self.features_ = info
+        else:
+            self.predict_features_ = info
         table = gio.get_table(sdata, table_key=table_key)
         sec_col = table.obs[Keys.section].astype(str).to_numpy()
         rows = np.flatnonzero(np.isin(sec_col, sections))
@@ -513,7 +518,9 @@ def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> 
     cols = [c for c in (Keys.section, Keys.patient, Keys.array_row, Keys.array_col) if c in table.obs]
     layers = {Keys.counts: table.layers[Keys.counts]} if Keys.counts in table.layers else {}
     scratch = ad.AnnData(X=table.X, obs=table.obs[cols].copy(), var=table.var[[]].copy(), layers=layers)
-    chosen = pp.select_genes(scratch, n=n_genes, genes=genes, panel=panel, train_mask=train_mask)
+    chosen = pp.select_genes(
+        scratch, n_top_genes=n_genes, genes=genes, panel=panel, train_mask=train_mask, inplace=False
+    )
     pp.normalize(scratch, genes=chosen, recipe=normalize, smooth=smooth, key_added=TARGET_KEY)
     return (
         list(chosen),

@@ -102,7 +102,7 @@ def _heg(X: Any, rows: np.ndarray | None, *, n: int, min_frac_spots: float) -> t
     if len(chosen) < n:
         warnings.warn(
             f"only {len(chosen)} genes pass `min_frac_spots`={min_frac_spots}; returning them instead of the {n} "
-            "requested (`n` / `n_genes`).",
+            "requested (`n_top_genes`).",
             UserWarning,
             stacklevel=3,
         )
@@ -128,7 +128,7 @@ def _resolve_list(wanted: Sequence[str], var_names: pd.Index, *, name: str) -> t
         warnings.warn(
             f"{len(missing)} of {len(wanted)} genes of `{name}` are not in the data and are dropped: {shown}.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # user → select_genes → _from_list → here
         )
     return kept, missing
 
@@ -147,7 +147,7 @@ def _panel_genes(panel: str) -> list[str]:
 def select_genes(
     data: SpatialData | AnnData,
     *,
-    n: int = 250,
+    n_top_genes: int = 250,
     method: str = "heg",
     min_frac_spots: float = 0.1,
     genes: Sequence[str] | None = None,
@@ -155,21 +155,23 @@ def select_genes(
     train_mask: np.ndarray | None = None,
     layer: str | None = Keys.counts,
     table_key: str | None = None,
-    key_added: str = Keys.uns,
+    key_added: str = Keys.selected,
+    inplace: bool = True,
+    n: int | None = None,
 ) -> list[str]:
-    """Choose the genes a model predicts and record the choice.
+    """Choose the genes a model predicts; mark them in ``var`` (like scanpy's ``highly_variable``) and record how.
 
     Three ways, in this order of precedence: an explicit ``genes`` list, a named ``panel`` (e.g. the paper's
     250-gene lists, via :func:`genedml.datasets.gene_panel`), or data-driven ``method="heg"``: genes detected
-    (count > 0) in at least ``min_frac_spots`` of the spots, ranked by mean raw count, top ``n`` (TRIPLEX's
-    "highly expressed genes"; ties keep the table's gene order). List/panel genes absent from the data are
-    dropped with a warning that names them.
+    (count > 0) in at least ``min_frac_spots`` of the spots, ranked by mean raw count, top ``n_top_genes``
+    (TRIPLEX's "highly expressed genes"; ties keep the table's gene order). List/panel genes absent from the data
+    are dropped with a warning that names them.
 
     Parameters
     ----------
     data
         SpatialData in genedml's data model, or an AnnData with raw counts.
-    n
+    n_top_genes
         Number of genes for ``method="heg"``.
     method
         Data-driven criterion; only ``"heg"`` so far. Ignored when ``genes`` or ``panel`` is given.
@@ -187,12 +189,23 @@ def select_genes(
     table_key
         Table annotating the spots (SpatialData input only); defaults to ``'table'``.
     key_added
-        ``uns`` key under which the selection is recorded.
+        Name of the boolean ``var`` column that marks the selected genes; the rank column and the provenance
+        record are named from it (see Returns).
+    inplace
+        Write the columns and the record into the table; ``False`` only returns the list and leaves the table as
+        it was.
+    n
+        Alias of ``n_top_genes`` (older spelling); give one of the two.
 
     Returns
     -------
-    The selected gene names. Also writes ``table.uns[key_added]["genes"]`` = ``{"names": [...], "method": ...,
-    "params": {...}}`` (the params include thresholds, the number of spots used and any dropped genes).
+    The selected gene names, in rank order. With ``inplace=True`` the table also gains
+
+    * ``var[key_added]``: bool, ``True`` for exactly the returned genes (an existing column is replaced);
+    * ``var[f"{key_added}_rank"]``: float, the gene's 0-based position in the returned list, NaN for the others
+      (as scanpy's ``highly_variable_rank``);
+    * ``uns["genedml"]["genes"][key_added]`` = ``{"names": [...], "method": ..., "params": {...}}`` (the params
+      include thresholds, the number of spots used and any dropped genes).
 
     Examples
     --------
@@ -200,37 +213,73 @@ def select_genes(
     >>> import numpy as np
     >>> adata = ad.AnnData(np.array([[5, 0, 1], [3, 1, 0], [4, 0, 2]]))
     >>> adata.var_names = ["A", "B", "C"]
-    >>> select_genes(adata, n=2, layer=None)
+    >>> select_genes(adata, n_top_genes=2, layer=None)
     ['A', 'C']
-    >>> adata.uns["genedml"]["genes"]["method"]
+    >>> adata.var["genedml_selected"].tolist()
+    [True, False, True]
+    >>> adata.uns["genedml"]["genes"]["genedml_selected"]["method"]
     'heg'
     """
     adata = _table(data, table_key)
+    n_top_genes = _n_top(n_top_genes, n)
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
+    if inplace and not adata.var_names.is_unique:
+        raise ValueError(
+            "the table's var_names are not unique, so genes cannot be marked: `adata.var_names_make_unique()`."
+        )
     if genes is not None and panel is not None:
         raise ValueError("pass either `genes` or `panel`, not both.")
-    params: dict[str, Any] = {}
     if genes is not None or panel is not None:
-        if isinstance(genes, str):
-            raise TypeError("`genes` must be a list of gene names, not a single string.")
-        wanted = list(genes) if genes is not None else _panel_genes(panel)
-        names, missing = _resolve_list(wanted, adata.var_names, name="genes" if genes is not None else "panel")
-        used = "list" if genes is not None else "panel"
-        params = {"n_requested": len(wanted), "missing": missing}
-        if panel is not None:
-            params["panel"] = str(panel)
+        names, used, params = _from_list(adata, genes, panel)
     else:
         assert_one_of(method, _METHODS, name="method")
-        assert_positive_int(n, name="n")
+        assert_positive_int(n_top_genes, name="n_top_genes")
         assert_in_range(min_frac_spots, name="min_frac_spots", low=0.0, high=1.0)
         X = _counts(adata, layer)
         _check_counts(X, name=f"`layer`={layer!r}" if layer else "`X`")
         rows = _train_rows(train_mask, adata.n_obs)
-        chosen, info = _heg(X, rows, n=n, min_frac_spots=min_frac_spots)
+        chosen, info = _heg(X, rows, n=n_top_genes, min_frac_spots=min_frac_spots)
         names = [str(adata.var_names[i]) for i in chosen]
         used = method
-        params = {"n": int(n), "min_frac_spots": float(min_frac_spots), "layer": str(layer or "X"),
-                  "train_mask": train_mask is not None, **info}  # fmt: skip
-    adata.uns.setdefault(key_added, {})
-    adata.uns[key_added]["genes"] = {"names": list(names), "method": used, "params": params}
+        params = {"n_top_genes": int(n_top_genes), "min_frac_spots": float(min_frac_spots),
+                  "layer": str(layer or "X"), "train_mask": train_mask is not None, **info}  # fmt: skip
+    if inplace:
+        _write(adata, names, key_added, {"names": list(names), "method": used, "params": params})
     logger.info(f"select_genes: {len(names)} genes by {used!r}")
     return names
+
+
+def _n_top(n_top_genes: int, n: int | None) -> int:
+    """Resolve the ``n`` alias: either spelling, never two different numbers."""
+    if n is None:
+        return n_top_genes
+    if n_top_genes != 250 and n_top_genes != n:
+        raise ValueError(f"pass either `n_top_genes` or its alias `n`, not both (got {n_top_genes} and {n}).")
+    return n
+
+
+def _from_list(adata: AnnData, genes: Sequence[str] | None, panel: str | None) -> tuple[list[str], str, dict]:
+    if isinstance(genes, str):
+        raise TypeError("`genes` must be a list of gene names, not a single string.")
+    wanted = list(genes) if genes is not None else _panel_genes(panel)
+    names, missing = _resolve_list(wanted, adata.var_names, name="genes" if genes is not None else "panel")
+    params: dict[str, Any] = {"n_requested": len(wanted), "missing": missing}
+    if panel is not None:
+        params["panel"] = str(panel)
+    return names, "list" if genes is not None else "panel", params
+
+
+def _write(adata: AnnData, names: list[str], key_added: str, record: dict) -> None:
+    """``var[key_added]`` (bool), ``var[f"{key_added}_rank"]`` and ``uns["genedml"]["genes"][key_added]``."""
+    pos = adata.var_names.get_indexer(names)
+    rank = np.full(adata.n_vars, np.nan)
+    rank[pos] = np.arange(len(names), dtype=np.float64)
+    adata.var[key_added] = np.isfinite(rank)
+    adata.var[f"{key_added}_rank"] = rank
+    uns = adata.uns.setdefault(Keys.uns, {})
+    per_key = uns.get("genes")
+    if not isinstance(per_key, dict) or "names" in per_key:  # absent, or the one-record layout of earlier versions
+        per_key = {}
+    per_key[key_added] = record
+    uns["genes"] = per_key

@@ -47,7 +47,7 @@ class TargetSpec:
         genes = self.genes
         if genes is not None:
             if isinstance(genes, str) or (not isinstance(genes, Sequence | set) and not hasattr(genes, "__iter__")):
-                raise ValueError(f"`genes` must be a list of gene names, got {genes!r}.")
+                raise TypeError(f"`genes` must be a list of gene names, got {genes!r}.")
             genes = tuple(str(g) for g in genes)
             if not genes:
                 raise ValueError("`genes` is empty: pass None to select genes by `n_genes` or `panel`.")

@@ -3,8 +3,9 @@
 from ..features import embed
 from ._cv import CVResult, cross_validate
 from ._evaluate import evaluate
-from ._fit import fit, predict
+from ._fit import fit
 from ._get import get_predicted
+from ._predict import predict
 from ._pretrain import PretrainResult, pretrain_encoder
 from ._uncertainty import calibrate
 

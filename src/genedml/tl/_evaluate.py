@@ -71,17 +71,18 @@ def evaluate(
     prediction); else the top ``n_hpg`` genes of *this* evaluation — selection on the test data itself, marked
     ``hpg_source="evaluated (optimistic)"``.
 
-    Writes ``layers[f"{layer}_observed"]`` (normalised measured values of the predicted genes, NaN elsewhere),
-    ``var[f"genedml_pcc_{layer}"]`` (per-gene PCC averaged over sections) and ``uns["genedml"]["evaluation"][layer]``
-    (``per_section`` DataFrame, ``summary`` dict, ``genes``, ``hpg``, ``hpg_source``, ``protocol``, ``optimistic``,
-    recipe). With interval layers (``layers[f"{layer}_lower"]``/``_upper``, from `gd.tl.predict(..., interval=…)`)
-    the per-section scores gain ``coverage`` (share of measured values inside their interval) and
-    ``interval_width`` (mean ``upper − lower``), ``var`` gains ``genedml_coverage_{layer}`` and
-    ``genedml_width_{layer}`` (per gene, averaged over sections), and the evaluation entry gains
-    ``interval`` (level, per-gene coverage and width per section) and ``coverage_curve`` (empirical coverage per
-    section at the nominal levels 0.05 … 0.95, for `gd.pl.calibration`). A spot is scored when it has a
-    prediction; single NaN predictions are left out pairwise (a gene never
-    predicted finitely scores NaN and is counted in ``n_nan_genes``).
+    Writes, under names derived from ``layer`` (so that the `gd.pl` readers find them with the same ``layer=``; see the
+    key vocabulary in the data-model page), ``layers[f"{layer}_observed"]`` (normalised measured values of the predicted
+    genes, NaN elsewhere), ``var[f"genedml_pcc_{layer}"]`` (per-gene PCC averaged over sections) and
+    ``uns["genedml"]["evaluation"][layer]`` (``per_section`` DataFrame, ``summary`` dict, ``genes``, ``hpg``,
+    ``hpg_source``, ``protocol``, ``optimistic``, recipe). With interval layers (``layers[f"{layer}_lower"]``/
+    ``_upper``, from `gd.tl.predict(..., interval=…)`) the per-section scores gain ``coverage`` (share of measured
+    values inside their interval) and ``interval_width`` (mean ``upper − lower``), ``var`` gains
+    ``genedml_coverage_{layer}`` and ``genedml_width_{layer}`` (per gene, averaged over sections), and the evaluation
+    entry gains ``interval`` (level, per-gene coverage and width per section) and ``coverage_curve`` (empirical coverage
+    per section at the nominal levels 0.05 … 0.95, for `gd.pl.calibration`). A spot is scored when it has a prediction;
+    single NaN predictions are left out pairwise (a gene never predicted finitely scores NaN and is counted in
+    ``n_nan_genes``).
 
     Parameters
     ----------
@@ -151,12 +152,11 @@ def evaluate(
         raise ValueError(f"`layer`={layer!r}: no spot with predictions to evaluate.")
     norm = dict(prov.get("normalize", {}))
     observed = pp.normalize(
-        sdata if table_key is None else table,
+        table,  # the table itself: `table_key` was resolved above (normalize refuses it with an AnnData)
         genes=genes,
         recipe=norm.get("recipe", "paper"),
         smooth=bool(norm.get("smooth", True)),
         grid=norm.get("grid", "auto"),
-        table_key=table_key,
         inplace=False,
     ).astype(np.float64)
     hpg, source = _resolve_hpg(hpg, prov, genes, observed[rows], pred[rows], sec[rows], n_hpg)
