@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from spatialdata import SpatialData
 
 __all__ = [
+    "affine_to",
     "finest",
     "get_table",
     "image_levels",
@@ -175,17 +176,22 @@ def image_shape(sdata: SpatialData, section: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------- scale helpers
 
 
-def scale_of(element, cs: str, *, name: str) -> float:
-    """Isotropic scale of ``element``'s transformation to the coordinate system ``cs``; ``name`` starts errors."""
+def affine_to(element, cs: str, *, missing: str) -> np.ndarray:
+    """``(3, 3)`` affine matrix (x, y) of ``element``'s transformation to ``cs``; ``ValueError(missing)`` if none."""
     from spatialdata.transformations import get_transformation
 
     tfs = get_transformation(element, get_all=True)
     if cs not in tfs:
-        raise ValueError(
-            f"{name} has no transformation to the coordinate system {cs!r}: the pixel size is unknown. "
-            f"Set one, e.g. `set_transformation(element, Scale([mpp, mpp], axes=('y', 'x')), {cs!r})`."
-        )
-    m = tfs[cs].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+        raise ValueError(missing.replace("{have}", str(sorted(tfs))))
+    return tfs[cs].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+
+
+def scale_of(element, cs: str, *, name: str) -> float:
+    """Isotropic scale of ``element``'s transformation to the coordinate system ``cs``; ``name`` starts errors."""
+    m = affine_to(
+        element, cs, missing=f"{name} has no transformation to the coordinate system {cs!r}: the pixel size is "
+        f"unknown. Set one, e.g. `set_transformation(element, Scale([mpp, mpp], axes=('y', 'x')), {cs!r})`."
+    )  # fmt: skip
     sx, sy = float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1]))
     if not np.isclose(sx, sy, rtol=1e-3):
         raise ValueError(f"{name}: anisotropic pixels ({sx} vs {sy}) in {cs!r} are not supported.")

@@ -263,7 +263,7 @@ def _entry_names(scales: tuple[str, ...], variants: int) -> list[str]:
 
 def _make_task(store, enc, spec, section, image, xy, geo, opts, variants, amp_dtype) -> SectionTask:
     scales = opts["scales"]
-    fp = image.known_fingerprint() or image.file_fingerprint()
+    fp = image.file_fingerprint() or image.known_fingerprint()
     source = None
     if fp is None and geo.level.index == 0 and geo.level.nbytes <= _inmemory_limit():
         source = open_source(geo.level)  # decode once: fingerprint from it, and cut from it on a miss

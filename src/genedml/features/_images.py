@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._data_model import image_levels
+from .._data_model import affine_to, image_levels
 from .._keys import Keys
 from .._utils import file_sha256
 
@@ -101,6 +101,10 @@ class SectionImage:
     def known_fingerprint(self) -> str | None:
         """The fingerprint computed earlier in this process for the same dask arrays, if any."""
         return _FP_MEMO.get(self._memo_key())
+
+    def identity(self) -> str:
+        """The cheapest exact content id: from the image files when there are any, else from sampled pixels."""
+        return self.file_fingerprint() or self.fingerprint()
 
     def file_fingerprint(self) -> str | None:
         """Content id from the image *files* behind the levels, without decoding a pixel; ``None`` when there are none.
@@ -197,15 +201,10 @@ def _dask(arr):
 
 
 def _base_transform(el, section: str, key: str) -> tuple[float, tuple[float, float]]:
-    from spatialdata.transformations import get_transformation
-
-    tfs = get_transformation(el, get_all=True)
-    if section not in tfs:
-        raise ValueError(
-            f"image {key!r} has no transformation to the section's pixel coordinate system {section!r} "
-            f"(it has {sorted(tfs)}): cannot place spots on it."
-        )
-    m = tfs[section].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y"))
+    m = affine_to(
+        el, section, missing=f"image {key!r} has no transformation to the section's pixel coordinate system "
+        f"{section!r} (it has {{have}}): cannot place spots on it."
+    )  # fmt: skip
     if abs(m[0, 1]) > 1e-9 or abs(m[1, 0]) > 1e-9:
         raise ValueError(f"image {key!r}: rotated or sheared images are not supported (matrix {m.tolist()}).")
     if not np.isclose(m[0, 0], m[1, 1], rtol=1e-3) or m[0, 0] <= 0:

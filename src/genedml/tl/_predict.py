@@ -93,8 +93,8 @@ def predict(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = gd.tl.fit(sdata, n_genes=20, encoder="test_resnet", pretrained=False, config="cpu",
-    ...                   max_epochs=1, batch_size=32)
+    >>> features = gd.features.FeatureSpec("test_resnet", pretrained=False)
+    >>> model = gd.tl.fit(sdata, features=features, n_genes=20, config="cpu", max_epochs=1, batch_size=32)
     >>> gd.tl.predict(sdata, model)
     >>> sdata["table"].layers["predicted"].shape[0] == sdata["table"].n_obs
     True
