@@ -16,7 +16,7 @@ def embedded():
     sdata = gd.datasets.synthetic(preset="tiny")
     gd.tl.embed(sdata, encoder="morphology", target_px=48, target_um=48.0, scales=["global"], cache=False)
     table = sdata.tables["table"]
-    feats = table.obsm["genedml_morphology_global"]
+    feats = gd.features.load_features(sdata, encoder="morphology", scale="global")
     return table.obs, feats
 
 
@@ -98,11 +98,13 @@ def test_combination_concatenates_and_is_cached(tmp_path):
     sdata = gd.datasets.synthetic(preset="tiny")
     kw = dict(encoder="morphology+test_resnet", pretrained=False, target_px=64, scales=["global", "target"])
     gd.tl.embed(sdata, **kw)
-    first = sdata.tables["table"].obsm["genedml_morphology+test_resnet_global"].copy()
+    first = gd.features.load_features(sdata, encoder="morphology+test_resnet", scale="global")
     assert any(tmp_path.rglob("*")), "nothing was cached"
     sdata2 = gd.datasets.synthetic(preset="tiny")
     gd.tl.embed(sdata2, **kw)
-    np.testing.assert_array_equal(sdata2.tables["table"].obsm["genedml_morphology+test_resnet_global"], first)
+    np.testing.assert_array_equal(
+        gd.features.load_features(sdata2, encoder="morphology+test_resnet", scale="global"), first
+    )
 
 
 def test_combination_errors():

@@ -52,7 +52,14 @@ def test_probe_passes_when_the_hub_answers(monkeypatch):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
+
+    def answer_once() -> None:
+        try:
+            server.accept()[0].close()
+        except OSError:  # the test closed the socket first: nothing left to answer
+            pass
+
+    threading.Thread(target=answer_once, daemon=True).start()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
     try:
         assert _encoder.hub_unreachable(timeout=2.0) is None

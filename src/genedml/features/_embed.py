@@ -422,7 +422,7 @@ def open_features(sdata: SpatialData, *, encoder: str | Any, table_key: str | No
     >>> gd.tl.embed(sdata, encoder="test_resnet", pretrained=False, target_px=32)
     >>> fs = gd.features.open_features(sdata, encoder="test_resnet")
     >>> fs.sections, fs.nbytes("neighbor") < fs.nbytes("global") * 25
-    (['s1', 's2'], True)
+    (['S1', 'S2'], True)
     """
     from ..io import get_table
 

@@ -9,7 +9,7 @@ from typing import Any
 from .._validators import assert_one_of, assert_positive_int
 from ._windows import WindowSpec
 
-__all__ = ["NEIGHBOR_GRIDS", "FeatureSpec", "resolve_feature_spec", "unknown_keys_error"]
+__all__ = ["NEIGHBOR_GRIDS", "FeatureSpec", "UnknownKeywordError", "resolve_feature_spec", "unknown_keys_error"]
 
 NEIGHBOR_GRIDS = ("spot", "lattice")
 
@@ -132,15 +132,19 @@ class FeatureSpec:
         return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> ValueError:
-    """``ValueError`` naming unknown keyword arguments, with a "did you mean" for each close match."""
+class UnknownKeywordError(TypeError, ValueError):
+    """An unknown keyword argument (a ``TypeError`` as Python raises, and a ``ValueError`` like genedml's checks)."""
+
+
+def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> UnknownKeywordError:
+    """An error naming unknown keyword arguments, with a "did you mean" for each close match."""
     import difflib
 
     hints = []
     for k in unknown:
         close = difflib.get_close_matches(k, known, n=1)
         hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return ValueError(f"{where}: unknown keyword argument(s) {', '.join(hints)}; known: {sorted(set(known))}.")
+    return UnknownKeywordError(f"{where}: unknown keyword argument(s) {', '.join(hints)}; known: {sorted(set(known))}.")
 
 
 def resolve_feature_spec(features: FeatureSpec | str | None, shorthands: dict[str, Any]) -> tuple[FeatureSpec, Any]:
