@@ -29,7 +29,7 @@ def embed_params(opts: dict, spec: WindowSpec, enc, amp_dtype, weights, pretrain
         "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else "none",
         "pretrained": bool(pretrained),
         "weights_hash": enc.weights_hash,
-        "neighbor_grid": GRID,
+        "neighbor_grid_side": GRID,
     }
     if weights is not None:
         out["weights"] = os.fspath(weights)

@@ -51,6 +51,7 @@ class Checkpointed:
             "normalize": _plain(self.normalize_),
             "history": _plain(self.history_),
             "fit_info": _plain(self.fit_info_),
+            "features": _plain(getattr(self, "features_", None)),
             "model_hash": state_hash(state),
         }
 
@@ -83,6 +84,7 @@ class Checkpointed:
         model.in_dim_ = ck["in_dim"]
         model.history_ = ck["history"]
         model.fit_info_ = ck["fit_info"]
+        model.features_ = ck.get("features")  # absent from files of earlier versions
         model._set_state(state)
         model._restore_weights(ck["encoder"], weights)
         if sdata is not None:
