@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -65,10 +66,11 @@ def embed(
     amp
         Mixed precision (bf16, else fp16); ``None`` = on for CUDA. Only used on CUDA.
     num_workers
-        Threads that cut windows in the background while the encoder runs; ``0`` does everything in the calling
-        thread, the next section's decoding included. ``None``: the next section is decoded in a background thread
-        while the current one is encoded, and windows are cut by ``gd.settings.num_workers`` threads when set, else
-        1 on CUDA and none on the CPU (where more threads compete with the encoder's own).
+        Threads that cut windows in the background while the encoder runs (and then the next section is decoded in
+        the background too); ``0`` does everything in the calling thread. ``None``: on CUDA one cutting thread and
+        background decoding; on the CPU windows are cut in the calling thread (or by ``gd.settings.num_workers``
+        threads when set), and the next section is decoded in the background only when torch leaves a CPU core
+        free (a decoding thread on a busy core slows the encoder down by as much as it saves).
     cache
         Reuse and keep the features in the store under ``gd.settings.cachedir``; ``False`` computes them afresh into a
         temporary store deleted when Python exits.
@@ -144,7 +146,7 @@ def compute_features(
     geos = {s: _section_input(sdata, s, spec, table_key) for s in secs}
     if enc is None:
         enc = _get_encoder(fspec.encoder, weights=fspec.weights, pretrained=fspec.pretrained, device=fspec.device)
-    opts["prefetch"] = opts["num_workers"] != 0  # decode the next section in the background unless told not to
+    opts["prefetch"] = _prefetch(opts["num_workers"], enc.device)
     opts["num_workers"] = _workers(opts["num_workers"], enc.device)
     amp_dtype = _amp_dtype(opts["amp"], enc.device)
     store = FeatureCache(settings.cachedir if opts["cache"] else _scratch_store())
@@ -227,6 +229,29 @@ def _get_encoder(encoder, *, weights, pretrained, device):
     from ..encoders import create_encoder
 
     return create_encoder(encoder, pretrained=pretrained, weights=weights, device=device)
+
+
+def _prefetch(num_workers: int | None, device) -> bool:
+    """Decode the next section in a background thread? Always on CUDA; on the CPU only when a core is left over.
+
+    On the CPU the decoding thread takes its core from the encoder's threads: measured on 2 cores
+    (benchmarks/bench_store.py), it overlaps the decoding (the encoder's share of the call rises from 71 % to 89 %)
+    but gains nothing when no core is free, and with two torch threads on two cores it halves the throughput.
+    """
+    if num_workers is not None:
+        return num_workers > 0
+    if device.type == "cuda":
+        return True
+    import torch
+
+    return torch.get_num_threads() < _cpu_count()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _workers(num_workers: int | None, device) -> int:
