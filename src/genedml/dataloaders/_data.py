@@ -196,7 +196,7 @@ class SpotData:
 
     def batch(self, rows: Sequence[int], *, variants: np.ndarray | None = None) -> SpotBatch:
         """Gather a batch; the global encoder gets **all** spots of each section present in it."""
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)  # a reversed or strided view too
         sec = self.section[rows]
         present, section_of = np.unique(sec, return_inverse=True)
         neighbor, neighbor_mask = self._neighbors(rows)
