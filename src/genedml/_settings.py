@@ -131,33 +131,41 @@ class Settings:
             raise ValueError(f"`progress_bar` must be a bool, got {value!r}.")
         self._progress_bar = value
 
-    def _cache_files(self) -> list[Path]:
-        """The files the feature cache wrote (``<2 hex>/<key>.npz`` and their parts), nothing else in the folder."""
+    def _cache_items(self) -> dict[str, list[Path]]:
+        """What the feature store wrote under `cachedir`, nothing else in the folder.
+
+        ``entries``: folders ``<2 hex>/<key>/`` with a ``meta.json``; ``parts``: ``<2 hex>/parts/*.npz`` of unfinished
+        computations; ``stale``: ``.npz`` entries of older genedml versions and temporary folders left by a killed run.
+        """
         root = self.cachedir
         if not root.is_dir():
-            return []
-        return [*root.glob("[0-9a-f][0-9a-f]/*.npz"), *root.glob("[0-9a-f][0-9a-f]/parts/*.npz")]
+            return {"entries": [], "parts": [], "stale": []}
+        buckets = [d for d in root.glob("[0-9a-f][0-9a-f]") if d.is_dir()]
+        entries = [m.parent for d in buckets for m in d.glob("*/meta.json")]
+        parts = [p for d in buckets for p in d.glob("parts/*.npz")]
+        stale = [p for d in buckets for p in d.glob("*.npz")] + [p for d in buckets for p in d.glob(".*") if p.is_dir()]
+        return {"entries": entries, "parts": parts, "stale": stale}
 
     def cache_info(self) -> dict:
-        """Folder, number of entries and size in bytes of the on-disk feature cache.
+        """Folder, number of entries and size in bytes of the on-disk feature store.
 
         Returns
         -------
-        ``{"path": Path, "entries": int, "parts": int, "bytes": int}``.
+        ``{"path": Path, "entries": int, "parts": int, "stale": int, "bytes": int}`` (``stale``: files of older
+        genedml versions and leftovers of killed runs, which are never read; ``clear_cache`` removes them).
 
         Examples
         --------
         >>> import genedml as gd
         >>> sorted(gd.settings.cache_info())
-        ['bytes', 'entries', 'parts', 'path']
+        ['bytes', 'entries', 'parts', 'path', 'stale']
         """
-        files = self._cache_files()
-        parts = sum(f.parent.name == "parts" for f in files)
-        size = sum(f.stat().st_size for f in files if f.is_file())
-        return {"path": self.cachedir, "entries": len(files) - parts, "parts": parts, "bytes": size}
+        items = self._cache_items()
+        size = sum(_size(p) for group in items.values() for p in group)
+        return {"path": self.cachedir, **{k: len(v) for k, v in items.items()}, "bytes": size}
 
     def clear_cache(self) -> int:
-        """Delete every feature file in `cachedir` (only the cache's own ``.npz`` files); return the bytes freed.
+        """Delete everything the feature store wrote in `cachedir` (and nothing else); return the bytes freed.
 
         Features are recomputed by the next :func:`genedml.tl.embed` / :func:`genedml.tl.fit` that needs them. From
         the shell: ``genedml cache --clear``.
@@ -168,10 +176,13 @@ class Settings:
         >>> gd.settings.clear_cache() >= 0
         True
         """
+        import shutil
+
         freed = 0
-        for f in self._cache_files():
-            freed += f.stat().st_size
-            f.unlink()
+        for group in self._cache_items().values():
+            for p in group:
+                freed += _size(p)
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         root = self.cachedir
         subdirs = [*root.glob("[0-9a-f][0-9a-f]/parts"), *root.glob("[0-9a-f][0-9a-f]")] if root.is_dir() else []
         for d in subdirs:  # parts folders first, then the two-letter folders, each only when empty
@@ -182,6 +193,13 @@ class Settings:
     def __repr__(self) -> str:
         names = ["verbosity", "datasetdir", "cachedir", "device", "num_workers", "seed", "progress_bar"]
         return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of the files in a folder."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.is_file() else 0
 
 
 def _as_path(value: str | os.PathLike, name: str) -> Path:

@@ -97,7 +97,7 @@ FIT_ERRORS = {
     "max_epochs_zero": ({"max_epochs": 0}, ValueError, r"`max_epochs` must be a positive int, got 0"),
     "lr_negative": ({"lr": -1.0}, ValueError, r"`lr` must be a finite number > 0, got -1.0"),
     "batch_size_zero": ({"batch_size": 0}, ValueError, r"`batch_size` must be a positive int"),
-    "unknown_train_field": ({"bogus_field": 1}, ValueError, r"unknown TrainConfig key\(s\) \['bogus_field'\]"),
+    "unknown_train_field": ({"bogus_field": 1}, ValueError, r"unknown keyword argument\(s\) 'bogus_field'"),
     "seed_str": ({"seed": "x"}, ValueError, r"`seed` must be an int >= 0, got 'x'"),
     "seed_negative": ({"seed": -1}, ValueError, r"`seed` must be an int >= 0"),
     "val_fraction_above_1": ({"val_fraction": 1.5}, ValueError, r"`val_fraction` must lie in \(0, 1\)"),

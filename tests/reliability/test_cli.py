@@ -228,13 +228,17 @@ def test_cache_info_and_clear_touch_only_cache_files(tmp_path, capsys):
 
     root = tmp_path / "features"
     gd.settings.cachedir = root
-    (root / "ab" / "parts").mkdir(parents=True)
-    (root / "ab" / ("ab" + "0" * 38 + ".npz")).write_bytes(b"x" * 1000)
+    entry = root / "ab" / ("ab" + "0" * 38)
+    entry.mkdir(parents=True)
+    (entry / "meta.json").write_text("{}")  # 2 bytes
+    (entry / "pooled.npy").write_bytes(b"x" * 998)
+    (root / "ab" / "parts").mkdir()
     (root / "ab" / "parts" / "ab00.0-10.npz").write_bytes(b"y" * 500)
+    (root / "ab" / ("ab" + "1" * 38 + ".npz")).write_bytes(b"z" * 100)  # an entry of an older genedml: stale
     (root / "notes.txt").write_text("a user's file in the same folder stays\n")
     code, out = _run(["cache", "--info"], capsys)
-    assert code == 0 and str(root) in out and "entries: 1" in out
-    assert gd.settings.cache_info() == {"path": root, "entries": 1, "parts": 1, "bytes": 1500}
+    assert code == 0 and str(root) in out and "entries: 1" in out and "stale: 1" in out
+    assert gd.settings.cache_info() == {"path": root, "entries": 1, "parts": 1, "stale": 1, "bytes": 1600}
     code, out = _run(["cache", "--clear"], capsys)
     assert code == 0 and "cleared" in out
     assert sorted(p.name for p in root.rglob("*")) == ["notes.txt"]

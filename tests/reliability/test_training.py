@@ -223,7 +223,7 @@ def test_fit_refuses_bad_train_settings_before_touching_the_data(sdata, field, v
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"learning_rate": 1e-3}, r"unknown TrainConfig key\(s\) \['learning_rate'\]"),
+        ({"learning_rate": 1e-3}, r"unknown keyword argument\(s\) 'learning_rate'"),
         ({"train_config": "fast"}, r"`train_config` must be a TrainConfig or a dict"),
     ],
     ids=["unknown-key", "not-a-dict"],

@@ -103,7 +103,7 @@ def test_fit_bad_input():
         gd.tl.fit(sdata, **{**FIT_KW, "sections": ["nope"]})
     with pytest.raises(ValueError, match="exceed the batch size"):
         gd.tl.fit(sdata, **{**FIT_KW, "config": {"preset": "cpu", "K": 64}, "batch_size": 16})
-    with pytest.raises(ValueError, match="unknown TrainConfig key"):
+    with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) 'max_epoch' \(did you mean 'max_epochs'\?\)"):
         gd.tl.fit(sdata, **{**FIT_KW, "max_epoch": 3})
     with pytest.raises(ValueError, match="protocol='paper'"):
         gd.tl.fit(sdata, **{**FIT_KW, "protocol": "paper"})

@@ -18,7 +18,12 @@ SECTIONS = ("data", "fit", "predict", "evaluate", "cv", "output")
 #: Arguments a data source needs (positional in the Python API, keys in the YAML).
 REQUIRED = {"zarr": ("path",), "visium": ("path",), "st": ("samples",), "hest": ("h5ad", "image", "metadata")}
 #: Arguments that the command supplies itself (never in the YAML).
-EXCLUDE = {"fit": ("sdata",), "predict": ("sdata", "model", "copy"), "evaluate": ("sdata",), "cv": ("sdata",)}
+EXCLUDE = {
+    "fit": ("sdata", "features", "targets"),
+    "predict": ("sdata", "model", "copy"),
+    "evaluate": ("sdata",),
+    "cv": ("sdata", "features", "targets"),
+}
 
 
 class ConfigError(ValueError):
@@ -60,14 +65,30 @@ def _parameters(section: str, func) -> dict[str, tuple[str, Any]]:
             default = "(required)"
         a = p.annotation
         out[name] = ("Any" if a is p.empty else a.__name__ if isinstance(a, type) else str(a), default)
-    if section == "fit":  # fit forwards TrainConfig fields
-        from dataclasses import MISSING
+    if section in ("fit", "cv"):  # the recipes' fields, as the API's keyword shorthands
+        out.update(_shorthands(section, out))
+    return out
 
-        from ..models import TrainConfig
 
-        for f in TrainConfig.__dataclass_fields__.values():
-            if f.name != "extra_trainer_kwargs" and f.name not in out:
-                out[f.name] = (str(f.type), f.default if f.default is not MISSING else {})
+def _shorthands(section: str, have: dict) -> dict[str, tuple[str, Any]]:
+    """FeatureSpec, TargetSpec and TrainConfig fields (and cv's ``config``/``keep_models``) as YAML keys."""
+    from dataclasses import MISSING, fields
+
+    from ..features import FeatureSpec
+    from ..models import TrainConfig
+    from ..pp import TargetSpec
+
+    out: dict[str, tuple[str, Any]] = {}
+    if section == "cv":
+        out["config"] = ("Any", None)
+        out["keep_models"] = ("bool", True)
+    for cls in (TargetSpec, FeatureSpec, TrainConfig):
+        for f in fields(cls):
+            name = "embed_batch_size" if (cls is FeatureSpec and f.name == "batch_size") else f.name
+            if name in ("extra_trainer_kwargs", "device") or name in have or name in out:
+                continue
+            typ = "list[str] | None" if name == "genes" else str(f.type)
+            out[name] = (typ, f.default if f.default is not MISSING else {})
     return out
 
 

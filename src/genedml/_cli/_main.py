@@ -171,10 +171,14 @@ def _cache(args: argparse.Namespace) -> int:
 
     if args.clear:
         freed = gd.settings.clear_cache()
-        _out(f"cleared the feature cache {gd.settings.cachedir} ({freed / 1e6:.1f} MB freed)")
+        _out(f"cleared the feature store {gd.settings.cachedir} ({freed / 1e6:.1f} MB freed)")
         return 0
     info = gd.settings.cache_info()
-    _out(f"feature cache: {info['path']}\nentries: {info['entries']}\nsize: {info['bytes'] / 1e6:.1f} MB")
+    _out(
+        f"feature store: {info['path']}\nentries: {info['entries']}\nunfinished parts: {info['parts']}\n"
+        f"stale: {info['stale']} (older genedml versions or killed runs; never read)\n"
+        f"size: {info['bytes'] / 1e6:.1f} MB"
+    )
     _out("clear it with `genedml cache --clear` (or gd.settings.clear_cache()); move it with GENEDML_CACHEDIR")
     return 0
 

@@ -8,6 +8,7 @@ user's table. :func:`genedml.tl.embed` is the same function as :func:`embed`.
 from ._embed import SCALES, compute_features, embed, load_features, open_features
 from ._images import SectionImage as SectionImage
 from ._images import open_source as open_source
+from ._spec import FeatureSpec
 from ._store import FeatureSet, Rows
 from ._windows import SpotWindows, spot_windows
 from ._windows import WindowSpec as WindowSpec
@@ -18,6 +19,7 @@ from ._windows import section_geometry as section_geometry
 __all__ = [
     "SCALES",
     "FeatureSet",
+    "FeatureSpec",
     "Rows",
     "SpotWindows",
     "compute_features",

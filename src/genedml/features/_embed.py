@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -16,11 +15,12 @@ from .._logging import logger
 from .._records import plain
 from .._settings import settings
 from .._utils import resolve_progress
-from .._validators import assert_keys_in, assert_one_of, assert_positive_int
+from .._validators import assert_keys_in, assert_one_of
 from ._cache import FeatureCache, hash_array, hash_key
 from ._embed_run import RunContext, SectionTask, run_section
 from ._embed_write import embed_params, feature_record, section_record, table_rows, write_reference
 from ._images import SectionImage, open_source
+from ._spec import FeatureSpec, resolve_feature_spec
 from ._store import FeatureSet
 from ._windows import SectionGeometry, WindowSpec, check_spots_inside, section_geometry, warn_padding
 
@@ -37,23 +37,15 @@ N_DIHEDRAL = 8
 def embed(
     sdata: SpatialData,
     *,
-    encoder: str | Any = "resnet18",
+    features: FeatureSpec | str | None = None,
     scales: Sequence[str] | str = SCALES,
-    weights: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    target_px: int = 224,
-    target_um: float | None = None,
-    target_mpp: float | None = None,
-    dihedral: bool = False,
-    dtype: str = "float32",
-    batch_size: int = 64,
-    device: str | None = None,
     amp: bool | None = None,
     num_workers: int | None = None,
     cache: bool = True,
     progress: bool | None = None,
     table_key: str | None = None,
     sections: Sequence[str] | None = None,
+    **shorthands: Any,
 ) -> None:
     """Frozen encoder features of every spot at the target, neighbour and global scales, in the feature store.
 
@@ -73,45 +65,30 @@ def embed(
     Parameters
     ----------
     {sdata}
-    encoder
-        Registry name, timm model name, ``hf-hub:`` id (see :func:`genedml.encoders.list_encoders`) or an
-        already built :class:`genedml.encoders.Encoder` (then ``weights``, ``pretrained`` and ``device`` are
-        ignored).
+    features
+        The features' recipe: a :class:`~genedml.features.FeatureSpec` (encoder, weights, window geometry, neighbour
+        grid, dihedral variants, storage precision) or an encoder name; ``None``: ``FeatureSpec()``.
     scales
         Any of ``"target"`` (all tokens of the target window), ``"neighbor"`` (pooled tiles + mask) and
         ``"global"`` (pooled target window).
-    weights
-        Local weights file for the encoder.
-    pretrained
-        Load pretrained weights; ``False`` gives random weights (a warning is logged).
-    target_px
-        Window side in pixels fed to the encoder.
-    target_um
-        Physical window side in µm (resampled); ``None`` with ``target_mpp=None`` keeps native resolution.
-    target_mpp
-        Window resolution in µm/px (e.g. ``0.5``: 224 px cover 112 µm).
-    dihedral
-        Also compute the 8 flip/rotate variants of the target tokens (read them with
-        :func:`genedml.features.load_features`). Needs ``"target"`` in ``scales``.
-    dtype
-        Storage precision of the pooled features and neighbour tiles: ``"float32"`` or ``"float16"`` (half the
-        disk and page cache; target tokens are always float16).
-    batch_size
-        Windows per forward pass.
-    device
-        ``None`` follows ``gd.settings.device``.
     amp
         Mixed precision (bf16, else fp16); ``None`` = on for CUDA. Only used on CUDA.
     num_workers
-        Threads that decode the next section and cut windows in the background while the encoder runs; ``0`` does
-        everything in the calling thread. ``None``: ``gd.settings.num_workers`` when set, else 1 on CUDA and 0 on
-        the CPU (where background threads compete with the encoder's own threads).
+        Threads that cut windows in the background while the encoder runs; ``0`` does everything in the calling
+        thread, the next section's decoding included. ``None``: the next section is decoded in a background thread
+        while the current one is encoded, and windows are cut by ``gd.settings.num_workers`` threads when set, else
+        1 on CUDA and none on the CPU (where more threads compete with the encoder's own).
     cache
         Reuse and keep the features in the store under ``gd.settings.cachedir``; ``False`` computes them afresh into a
         temporary store deleted when Python exits.
     {progress}
     {table_key}
     {sections}
+    **shorthands
+        Fields of :class:`~genedml.features.FeatureSpec` (``encoder``, ``pretrained``, ``weights``, ``target_px``,
+        ``target_um``, ``target_mpp``, ``dihedral``, ``neighbor_grid``, ``dtype``, ``batch_size``, ``device``),
+        overriding those of ``features``. ``encoder`` may also be a built :class:`genedml.encoders.Encoder` (then
+        ``weights``, ``pretrained`` and ``device`` are its own).
 
     Returns
     -------
@@ -130,10 +107,8 @@ def embed(
     from .._data_model import get_table
 
     fs = compute_features(
-        sdata, encoder=encoder, scales=scales, weights=weights, pretrained=pretrained, target_px=target_px,
-        target_um=target_um, target_mpp=target_mpp, dihedral=dihedral, dtype=dtype, batch_size=batch_size,
-        device=device, amp=amp, num_workers=num_workers, cache=cache, progress=progress, table_key=table_key,
-        sections=sections,
+        sdata, features=features, scales=scales, amp=amp, num_workers=num_workers, cache=cache, progress=progress,
+        table_key=table_key, sections=sections, **shorthands,
     )  # fmt: skip
     write_reference(get_table(sdata, table_key=table_key), fs.record, key=fs.identity)
 
@@ -141,23 +116,15 @@ def embed(
 def compute_features(
     sdata: SpatialData,
     *,
-    encoder: str | Any = "resnet18",
+    features: FeatureSpec | str | None = None,
     scales: Sequence[str] | str = SCALES,
-    weights: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    target_px: int = 224,
-    target_um: float | None = None,
-    target_mpp: float | None = None,
-    dihedral: bool = False,
-    dtype: str = "float32",
-    batch_size: int = 64,
-    device: str | None = None,
     amp: bool | None = None,
     num_workers: int | None = None,
     cache: bool = True,
     progress: bool | None = None,
     table_key: str | None = None,
     sections: Sequence[str] | None = None,
+    **shorthands: Any,
 ) -> FeatureSet:
     """:func:`embed` without writing to the table: returns the :class:`FeatureSet` (memory-mapped store entries).
 
@@ -172,11 +139,17 @@ def compute_features(
     >>> fs.dim, "features" in sdata.tables["table"].uns.get("genedml", {})
     (96, False)
     """
-    opts = _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained, dtype)
-    spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
+    fspec, enc = resolve_feature_spec(features, shorthands)
+    opts = _validate_options(scales, fspec.dihedral, amp, num_workers, cache, fspec.dtype)
+    spec = WindowSpec.resolve(
+        target_px=fspec.target_px, target_um=fspec.target_um, target_mpp=fspec.target_mpp,
+        neighbor_grid=fspec.neighbor_grid,
+    )  # fmt: skip
+    opts["batch_size"] = fspec.batch_size
     secs = _resolve_sections(sdata, sections, table_key)
     geos = {s: _section_input(sdata, s, spec, table_key) for s in secs}
-    enc = _get_encoder(encoder, weights=weights, pretrained=pretrained, device=device)
+    if enc is None:
+        enc = _get_encoder(fspec.encoder, weights=fspec.weights, pretrained=fspec.pretrained, device=fspec.device)
     opts["prefetch"] = opts["num_workers"] != 0  # decode the next section in the background unless told not to
     opts["num_workers"] = _workers(opts["num_workers"], enc.device)
     amp_dtype = _amp_dtype(opts["amp"], enc.device)
@@ -191,7 +164,7 @@ def compute_features(
     # the bar's total before any work: every window of every section (shrinks when a section is found cached)
     counts = [count_windows(geos[s][2], scales=opts["scales"], variants=variants) for s in secs]
     entries, records = _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, counts)
-    params = embed_params(opts, spec, enc, amp_dtype, weights, pretrained)
+    params = embed_params(opts, spec, enc, amp_dtype, fspec.weights, fspec.pretrained)
     record = feature_record(enc, params, opts["scales"], store, records)
     tok = next((e["target/0"]["tokens"] for e in entries.values() if "target/0" in e), None)
     if tok is not None:
@@ -213,7 +186,7 @@ def _scratch_store() -> str:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pretrained, dtype) -> dict[str, Any]:
+def _validate_options(scales, dihedral, amp, num_workers, cache, dtype) -> dict[str, Any]:
     scales = (scales,) if isinstance(scales, str) else tuple(scales)
     if not scales:
         raise ValueError(f"`scales` must name at least one of {list(SCALES)}.")
@@ -221,20 +194,18 @@ def _validate_options(scales, dihedral, batch_size, amp, num_workers, cache, pre
         assert_one_of(s, SCALES, name="scales")
     scales = tuple(s for s in SCALES if s in scales)
     assert_one_of(dtype, ("float32", "float16"), name="dtype")
-    for name, val in (("dihedral", dihedral), ("cache", cache), ("pretrained", pretrained)):
-        if not isinstance(val, bool):
-            raise ValueError(f"`{name}` must be a bool, got {val!r}.")
+    if not isinstance(cache, bool):
+        raise ValueError(f"`cache` must be a bool, got {cache!r}.")
     if amp is not None and not isinstance(amp, bool):
         raise ValueError(f"`amp` must be None or a bool, got {amp!r}.")
-    assert_positive_int(batch_size, name="batch_size")
     if num_workers is not None and (
         isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
     ):
         raise ValueError(f"`num_workers` must be None or a non-negative int, got {num_workers!r}.")
     if dihedral and "target" not in scales:
         raise ValueError("`dihedral=True` needs 'target' in `scales`.")
-    return {"scales": scales, "dihedral": dihedral, "batch_size": int(batch_size), "amp": amp, "cache": cache,
-            "num_workers": num_workers, "dtype": dtype}  # fmt: skip
+    return {"scales": scales, "dihedral": dihedral, "amp": amp, "cache": cache, "num_workers": num_workers,
+            "dtype": dtype}  # fmt: skip
 
 
 def _resolve_sections(sdata: SpatialData, sections: Sequence[str] | None, table_key: str | None) -> list[str]:

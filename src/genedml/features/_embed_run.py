@@ -17,7 +17,7 @@ import numpy as np
 from ._cache import FeatureCache, hash_key
 from ._embed_loader import iter_batches, plan_batches
 from ._images import open_source
-from ._windows import GRID, SectionGeometry
+from ._windows import SectionGeometry
 
 __all__ = ["RunContext", "SectionTask", "run_section"]
 
@@ -166,7 +166,7 @@ def _neighbor_tiles(geo, *, with_target: bool):
     """Distinct neighbour tiles of a section and which of them coincide with a target window.
 
     Returns ``(nb, mask, uniq, inverse, hit, source)``: tile ``uniq[i]`` equals target window ``source[i]`` (an
-    index into the rows with ``mask[:, centre]``) where ``hit[i]``; only the others need encoding.
+    index into the spots whose target window lies inside the image) where ``hit[i]``; only the others need encoding.
     """
     nb = geo.neighbor_origins()
     mask = geo.neighbor_mask(nb)
@@ -176,7 +176,7 @@ def _neighbor_tiles(geo, *, with_target: bool):
     hit = np.zeros(len(uniq), bool)
     source = np.zeros(len(uniq), np.int64)
     if with_target:
-        inside = mask[:, GRID * GRID // 2]  # centre tile == target window
+        inside = _target_inside(geo)
         t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
         if len(t_keys):
             t_order = np.argsort(t_keys)
@@ -185,6 +185,13 @@ def _neighbor_tiles(geo, *, with_target: bool):
             hit = (pos < len(t_keys)) & (t_keys[t_order][pos_c] == uniq)
             source = t_order[pos_c]
     return nb, mask, uniq, inverse, hit, source
+
+
+def _target_inside(geo) -> np.ndarray:
+    """``(n,)`` bool: the spot's target window lies entirely inside the image level (so it equals a tile cut there)."""
+    o, n = geo.origins, geo.crop_px
+    H, W = geo.level.shape
+    return (o[:, 0] >= 0) & (o[:, 1] >= 0) & (o[:, 0] + n <= H) & (o[:, 1] + n <= W)
 
 
 def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
@@ -209,7 +216,7 @@ def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray) -> 
     _, mask, uniq, inverse, hit, source = _neighbor_tiles(geo, with_target=True)
     todo = ~hit
     tile_row = np.empty(len(uniq), np.int64)
-    inside = np.flatnonzero(mask[:, GRID * GRID // 2])
+    inside = np.flatnonzero(_target_inside(geo))
     tile_row[hit] = inside[source[hit]]
     tile_row[todo] = n + np.arange(int(todo.sum()))
     tiles = np.zeros((int(todo.sum()), D), np.float32)

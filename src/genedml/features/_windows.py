@@ -36,6 +36,7 @@ class WindowSpec:
 
     out_px: int
     target_um: float | None = None  # None → native full resolution
+    neighbor_grid: str = "spot"  # "spot": tiles centred on each spot; "lattice": snapped to a section-wide grid
 
     @property
     def mode(self) -> str:
@@ -43,29 +44,32 @@ class WindowSpec:
         return "native" if self.target_um is None else "physical"
 
     @classmethod
-    def resolve(cls, *, target_px: int, target_um: float | None, target_mpp: float | None) -> WindowSpec:
-        """Validate the three window arguments and combine them."""
+    def resolve(
+        cls, *, target_px: int, target_um: float | None, target_mpp: float | None, neighbor_grid: str = "spot"
+    ) -> WindowSpec:
+        """Validate the window arguments and combine them."""
         assert_positive_int(target_px, name="target_px")
+        assert_one_of(neighbor_grid, ("spot", "lattice"), name="neighbor_grid")
         for name, val in (("target_um", target_um), ("target_mpp", target_mpp)):
             if val is not None and (isinstance(val, bool) or not isinstance(val, int | float) or not val > 0):
                 raise ValueError(f"`{name}` must be a positive number of micrometres, got {val!r}.")
         if target_um is None and target_mpp is None:
-            return cls(int(target_px))
+            return cls(int(target_px), None, neighbor_grid)
         if target_um is None:
-            return cls(int(target_px), float(target_px * target_mpp))
+            return cls(int(target_px), float(target_px * target_mpp), neighbor_grid)
         if target_mpp is None:
-            return cls(int(target_px), float(target_um))
+            return cls(int(target_px), float(target_um), neighbor_grid)
         px = target_um / target_mpp
         if abs(px - target_px) > 0.5:
             raise ValueError(
                 f"`target_um`={target_um} at `target_mpp`={target_mpp} is {px:g} px but `target_px`={target_px}: "
                 f"pass `target_px={round(px)}` or give only one of `target_um` / `target_mpp`."
             )
-        return cls(int(target_px), float(target_um))
+        return cls(int(target_px), float(target_um), neighbor_grid)
 
     def to_dict(self) -> dict:
         """Parameters for ``uns`` and cache keys."""
-        out = {"mode": self.mode, "target_px": self.out_px}
+        out = {"mode": self.mode, "target_px": self.out_px, "neighbor_grid": self.neighbor_grid}
         if self.target_um is not None:
             out |= {"target_um": self.target_um, "target_mpp": self.target_um / self.out_px}
         return out
@@ -82,6 +86,7 @@ class SectionGeometry:
     mpp_full: float  # µm per full-resolution pixel
     centers: np.ndarray  # (n, 2) continuous level coordinates (x, y)
     origins: np.ndarray  # (n, 2) int64 target-window origin (y, x) in level pixels
+    neighbor_grid: str = "spot"
 
     @property
     def window_um(self) -> float:
@@ -94,10 +99,18 @@ class SectionGeometry:
         return self.window_um / self.out_px
 
     def neighbor_origins(self) -> np.ndarray:
-        """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y)."""
+        """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y).
+
+        ``"spot"`` grid: tiles centred on the spot's window. ``"lattice"``: each tile snapped to the nearest tile of a
+        section-wide grid of ``crop_px`` tiles anchored at the level's origin, so that neighbouring spots share tiles.
+        """
         steps = (np.arange(GRID) - GRID // 2) * self.crop_px
         dy, dx = np.meshgrid(steps, steps, indexing="ij")
         delta = np.stack([dy.ravel(), dx.ravel()], axis=1)
+        if self.neighbor_grid == "lattice":
+            # the centre tile is the lattice tile nearest to the spot's window; the grid around it stays 5 × 5
+            centre = np.floor(self.origins / self.crop_px + 0.5).astype(np.int64) * self.crop_px
+            return centre[:, None, :] + delta[None]
         return self.origins[:, None, :] + delta[None]
 
     def neighbor_mask(self, origins: np.ndarray | None = None) -> np.ndarray:
@@ -111,6 +124,7 @@ class SectionGeometry:
         """Per-section provenance for ``uns``."""
         return {
             "level": int(self.level.index),
+            "neighbor_grid": self.neighbor_grid,
             "level_scale": float(self.level.scale),
             "crop_px": int(self.crop_px),
             "out_px": int(self.out_px),
@@ -129,7 +143,8 @@ def section_geometry(
     crop = max(1, int(round(side_full / level.scale)))
     centers = level.to_level(xy_full)
     origin_xy = np.floor(centers - crop / 2 + 0.5).astype(np.int64)
-    return SectionGeometry(section, level, crop, spec.out_px, mpp_full, centers, origin_xy[:, ::-1].copy())
+    origins = origin_xy[:, ::-1].copy()
+    return SectionGeometry(section, level, crop, spec.out_px, mpp_full, centers, origins, spec.neighbor_grid)
 
 
 def check_spots_inside(image: SectionImage, xy_full: np.ndarray, *, section: str, ids=None) -> None:
@@ -210,6 +225,7 @@ def spot_windows(
     target_px: int = 224,
     target_um: float | None = None,
     target_mpp: float | None = None,
+    neighbor_grid: str = "spot",
     table_key: str | None = None,
 ) -> SpotWindows:
     """Cut the target or neighbour windows of spots, exactly as :func:`genedml.tl.embed` feeds them to the encoder.
@@ -230,6 +246,9 @@ def spot_windows(
         Physical window side in µm; ``None`` with ``target_mpp=None`` means ``target_px`` native pixels.
     target_mpp
         Output resolution in µm/px (e.g. 0.5 → 224 px cover 112 µm).
+    neighbor_grid
+        ``"spot"`` (tiles centred on the spot) or ``"lattice"`` (tiles snapped to a section-wide grid); see
+        :class:`~genedml.features.FeatureSpec`.
     {table_key}
 
     Returns
@@ -248,7 +267,9 @@ def spot_windows(
     from .._data_model import pixel_size, spot_centers
 
     assert_one_of(scale, ("target", "neighbor"), name="scale")
-    spec = WindowSpec.resolve(target_px=target_px, target_um=target_um, target_mpp=target_mpp)
+    spec = WindowSpec.resolve(
+        target_px=target_px, target_um=target_um, target_mpp=target_mpp, neighbor_grid=neighbor_grid
+    )
     image = SectionImage.from_sdata(sdata, section)
     xy = spot_centers(sdata, section, table_key=table_key)
     idx = np.arange(len(xy)) if spots is None else np.asarray(spots, dtype=np.int64).ravel()

@@ -5,7 +5,6 @@ Gene-DML (`GeneDML`) and the baselines subclass it and implement `_after_setup`,
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from .._keys import Keys
 from .._logging import logger
 from .._utils import resolve_progress
 from .._validators import assert_positive_int
+from ..features._spec import FeatureSpec
 from ..pp import RECIPES as _RECIPES
 from ._train_config import TrainConfig
 
@@ -24,38 +24,10 @@ if TYPE_CHECKING:
 
     from ..dataloaders import SpotData
 
-__all__ = ["EncoderSettings", "SpotModel"]
+__all__ = ["SpotModel", "feature_spec_from_record"]
 
 TARGET_KEY = Keys.target
 _GEOMETRY_TOLERANCE = 0.15  # relative difference of window field of view (µm) refused at predict
-
-
-@dataclasses.dataclass
-class EncoderSettings:
-    """How frozen features are computed (part of the model: prediction recomputes them identically)."""
-
-    name: str = "resnet18"
-    pretrained: bool = True
-    weights: str | None = None
-    target_px: int = 224
-    target_um: float | None = None
-    target_mpp: float | None = None
-    dihedral: bool = False
-    batch_size: int = 64
-    device: str | None = None
-
-    def embed_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `gd.tl.embed` (minus the per-call ones)."""
-        return {
-            "encoder": self.name,
-            "pretrained": self.pretrained,
-            "weights": self.weights,
-            "target_px": self.target_px,
-            "target_um": self.target_um,
-            "target_mpp": self.target_mpp,
-            "batch_size": self.batch_size,
-            "device": self.device,
-        }
 
 
 class SpotModel:
@@ -65,17 +37,22 @@ class SpotModel:
     ----------
     train_config
         A `TrainConfig` or a dict of its fields.
-    encoder, pretrained, weights
-        Frozen encoder: timm name, registry name (``"uni"``, ``"resnet18"`` …) or ``hf-hub:`` id; timm pretrained
-        weights; or a local weights file.
-    target_px, target_um, target_mpp
-        Target window: ``target_px`` pixels at native resolution (paper), or ``target_um`` µm resampled to
-        ``target_mpp`` µm/px.
-    dihedral
-        Cache the 8 flip/rotate variants of the target tokens for training augmentation.
-    embed_batch_size, device
-        Encoder batch size and device (``None``: ``gd.settings.device``).
+    features
+        The features' recipe: a `genedml.features.FeatureSpec` or an encoder name; ``None``: ``FeatureSpec()``.
+    **feature_kwargs
+        Fields of `FeatureSpec` overriding those of ``features`` (``encoder``, ``pretrained``, ``weights``,
+        ``target_px``, ``target_um``, ``target_mpp``, ``dihedral``, ``neighbor_grid``, ``dtype``, ``device``;
+        ``embed_batch_size`` sets its ``batch_size``).
     """
+
+    @property
+    def encoder(self) -> FeatureSpec:
+        """The features' recipe (alias of `feature_spec`; ``encoder.name`` is the encoder's name)."""
+        return self.feature_spec
+
+    @encoder.setter
+    def encoder(self, spec: FeatureSpec) -> None:
+        self.feature_spec = spec
 
     #: which cached scales the method consumes
     scales: tuple[str, ...] = ("target", "neighbor", "global")
@@ -83,33 +60,19 @@ class SpotModel:
     uses_frozen_encoder: bool = True
 
     def __init__(
-        self,
-        train_config: TrainConfig | dict | None = None,
-        *,
-        encoder: str = "resnet18",
-        pretrained: bool = True,
-        weights: str | None = None,
-        target_px: int = 224,
-        target_um: float | None = None,
-        target_mpp: float | None = None,
-        dihedral: bool = False,
-        embed_batch_size: int = 64,
-        device: str | None = None,
+        self, train_config: TrainConfig | dict | None = None, *, features: Any = None, **feature_kwargs: Any
     ) -> None:
+        from ..features._spec import resolve_feature_spec
+
         self.train_config = (
             train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(dict(train_config or {}))
         )
-        self.encoder = EncoderSettings(
-            name=encoder,
-            pretrained=pretrained,
-            weights=None if weights is None else str(weights),
-            target_px=target_px,
-            target_um=target_um,
-            target_mpp=target_mpp,
-            dihedral=dihedral,
-            batch_size=embed_batch_size,
-            device=device,
-        )
+        if "embed_batch_size" in feature_kwargs:
+            feature_kwargs["batch_size"] = feature_kwargs.pop("embed_batch_size")
+        spec, enc_obj = resolve_feature_spec(features, feature_kwargs)
+        if enc_obj is not None:
+            raise ValueError("`encoder`: a model takes an encoder name (it rebuilds the encoder at predict time).")
+        self.feature_spec: FeatureSpec = spec
         self.genes_: list[str] | None = None
         self.normalize_: dict | None = None
         self.encoder_info_: dict | None = None
@@ -250,12 +213,7 @@ class SpotModel:
 
     def _window_um(self, mpp: float) -> float:
         """Field of view (µm) of a target window on a section of ``mpp`` µm/px under the model's window settings."""
-        enc = self.encoder
-        if enc.target_um is not None:
-            return float(enc.target_um)
-        if enc.target_mpp is not None:
-            return float(enc.target_px * enc.target_mpp)
-        return float(enc.target_px * mpp)
+        return self.feature_spec.window_um(mpp)
 
     @property
     def geometry_(self) -> dict | None:
@@ -314,9 +272,8 @@ class SpotModel:
         scales = tuple(self.scales)
         fs = features.compute_features(
             sdata,
-            **enc.embed_kwargs(),
+            features=enc,
             scales=scales,
-            dihedral=enc.dihedral,
             sections=sections,
             table_key=table_key,
             progress=resolve_progress(progress),
@@ -424,7 +381,7 @@ class SpotModel:
         `load` must never open a file the user did not name: only the file's name and sha256 are stored, so that the
         user can pass it back and have it checked.
         """
-        rec = dataclasses.asdict(self.encoder)
+        rec = self.feature_spec.to_dict()
         path = rec["weights"]
         rec["weights"] = None
         needed = self._weights_needed
@@ -439,7 +396,7 @@ class SpotModel:
         needed = rec.get("weights_file")
         if needed is None and rec.get("weights") and self.uses_frozen_encoder:  # older files stored the path
             needed = {"name": _file_name(rec["weights"]), "sha256": (self.encoder_info_ or {}).get("weights_hash")}
-        self.encoder.weights = None
+        self.feature_spec = self.feature_spec.replace(weights=None)
         self._weights_needed = dict(needed) if needed is not None and self.uses_frozen_encoder else None
         if weights is not None:
             self.set_weights(weights)
@@ -475,7 +432,7 @@ class SpotModel:
                 f"`weights`={str(weights)!r} is not the file this model was trained with: sha256 {got[:16]}… "
                 f"but the model needs {name!r} with sha256 {str(expected)[:16]}…."
             )
-        self.encoder.weights = str(p)
+        self.feature_spec = self.feature_spec.replace(weights=str(p))
         self._weights_needed = None
 
     def _require_weights(self) -> None:
@@ -521,6 +478,15 @@ class SpotModel:
     def model_hash(self) -> str:
         """Hash identifying the trained state."""
         raise NotImplementedError
+
+
+def feature_spec_from_record(rec: dict[str, Any]) -> FeatureSpec:
+    """The `FeatureSpec` of a checkpoint's encoder record (``weights_file`` and the former ``name`` key handled)."""
+    d = {k: v for k, v in dict(rec).items() if k != "weights_file"}
+    if "name" in d:
+        d["encoder"] = d.pop("name")
+    d["weights"] = None  # a checkpoint never names a file to open: the user passes it back (`set_weights`)
+    return FeatureSpec.from_dict(d)
 
 
 def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list[str]]:

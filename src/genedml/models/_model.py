@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._utils import resolve_progress
-from ._base import SpotModel, _plain
+from ._base import SpotModel, _plain, feature_spec_from_record
 from ._config import GeneDMLConfig
 from ._train_config import TrainConfig
 
@@ -33,16 +33,12 @@ class GeneDML(SpotModel):
         ``"cpu"``) or a dict.
     train_config
         A `TrainConfig` or a dict of its fields.
-    encoder, pretrained, weights
-        Frozen encoder: any timm name, registry name (``"uni"``, ``"resnet18"`` …) or ``hf-hub:`` id; timm pretrained
-        weights; or a local weights file.
-    target_px, target_um, target_mpp
-        Target window: ``target_px`` pixels at native resolution (paper), or ``target_um`` µm resampled to
-        ``target_mpp`` µm/px.
-    dihedral
-        Cache the 8 flip/rotate variants of the target tokens for training augmentation.
-    embed_batch_size, device
-        Encoder batch size and device (``None``: ``gd.settings.device``).
+    features
+        The features' recipe: a `genedml.features.FeatureSpec` or an encoder name; ``None``: ``FeatureSpec()``.
+    **feature_kwargs
+        `FeatureSpec` fields overriding those of ``features`` (``encoder``, ``pretrained``, ``weights``,
+        ``target_px``, ``target_um``, ``target_mpp``, ``dihedral``, ``neighbor_grid``, ``dtype``, ``device``;
+        ``embed_batch_size`` is its ``batch_size``).
 
     Examples
     --------
@@ -59,28 +55,10 @@ class GeneDML(SpotModel):
         config: GeneDMLConfig | str | dict | None = None,
         train_config: TrainConfig | dict | None = None,
         *,
-        encoder: str = "resnet18",
-        pretrained: bool = True,
-        weights: str | None = None,
-        target_px: int = 224,
-        target_um: float | None = None,
-        target_mpp: float | None = None,
-        dihedral: bool = False,
-        embed_batch_size: int = 64,
-        device: str | None = None,
+        features: Any = None,
+        **feature_kwargs: Any,
     ) -> None:
-        super().__init__(
-            train_config,
-            encoder=encoder,
-            pretrained=pretrained,
-            weights=weights,
-            target_px=target_px,
-            target_um=target_um,
-            target_mpp=target_mpp,
-            dihedral=dihedral,
-            embed_batch_size=embed_batch_size,
-            device=device,
-        )
+        super().__init__(train_config, features=features, **feature_kwargs)
         self.config = _as_config(config)
         self.net = None
 
@@ -201,15 +179,7 @@ class GeneDML(SpotModel):
         model = cls(
             GeneDMLConfig.from_dict(ck["config"]),
             TrainConfig.from_dict(ck["train_config"]),
-            encoder=enc["name"],
-            pretrained=enc["pretrained"],
-            weights=None,
-            target_px=enc["target_px"],
-            target_um=enc["target_um"],
-            target_mpp=enc["target_mpp"],
-            dihedral=enc["dihedral"],
-            embed_batch_size=enc["batch_size"],
-            device=enc["device"],
+            features=feature_spec_from_record(enc),
         )
         model.genes_ = list(ck["genes"])
         model.normalize_ = ck["normalize"]

@@ -118,6 +118,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of the fields (the training shorthands of ``fit`` and ``cross_validate``)."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """Inverse of `to_dict`; unknown keys raise a clear error."""
         if not isinstance(d, dict):

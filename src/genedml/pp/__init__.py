@@ -8,5 +8,6 @@ from ._normalize import RECIPES as RECIPES
 from ._normalize import detect_grid as detect_grid
 from ._normalize import normalize, normalize_counts, smooth_grid
 from ._spot_grid import spot_grid
+from ._targets import TargetSpec
 
-__all__ = ["RECIPES", "normalize", "normalize_counts", "select_genes", "smooth_grid", "spot_grid"]
+__all__ = ["RECIPES", "TargetSpec", "normalize", "normalize_counts", "select_genes", "smooth_grid", "spot_grid"]

@@ -16,6 +16,7 @@ from .._logging import logger
 from .._utils import atomic_path, resolve_progress
 from .._validators import assert_positive_int
 from ._ensemble import EnsembleModel
+from ._recipes import route_shorthands
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -87,10 +88,7 @@ def _scratch_restored(func):
         except BaseException:
             restore_table(table, state)
             raise
-        feats = table.uns.get(Keys.uns, {}).get("features", {})
-        keep = {k for info in feats.values() for k in dict(info.get("obsm_keys", {})).values()}
-        keep |= {k + "_mask" for k in keep}
-        restore_table(table, state, keep_obsm=keep, keep_uns=("cv", "features"))
+        restore_table(table, state, keep_uns=("cv",))  # a safety net: the models write nothing
         return out
 
     return wrapper
@@ -103,29 +101,16 @@ def cross_validate(
     methods: tuple[str, ...] | list[str] = ("gene_dml",),
     groupby: str = Keys.patient,
     k: int | None = None,
-    protocol: str = "clean",
-    genes: list[str] | None = None,
-    n_genes: int = 250,
-    panel: str | None = None,
-    normalize: str = "paper",
-    smooth: bool = True,
-    encoder: str = "resnet18",
-    pretrained: bool = True,
-    weights: str | None = None,
-    target_px: int = 224,
-    target_um: float | None = None,
-    target_mpp: float | None = None,
-    dihedral: bool = False,
-    config: Any = None,
-    train_config: dict | None = None,
+    features: Any = None,
+    targets: Any = None,
+    train_config: Any = None,
     method_kwargs: dict[str, dict] | None = None,
     n_hpg: int = 50,
     interval: float | None = None,
-    keep_models: bool = True,
     resume_dir: str | Path | None = None,
-    seed: int | None = None,
     table_key: str | None = None,
     progress: bool | None = None,
+    **shorthands: Any,
 ) -> CVResult:
     """Grouped cross-validation: leave-one-group-out (``k=None``) or ``k``-fold over ``obs[groupby]`` groups.
 
@@ -146,17 +131,14 @@ def cross_validate(
         ``obs`` column of the groups (``"patient"``; ``"section"`` for leave-one-section-out).
     k
         Number of folds over groups; ``None`` = one fold per group.
-    protocol
-        ``"clean"`` or ``"paper"``.
-    genes, n_genes, panel, normalize, smooth
-        Gene set and target recipe (see `gd.tl.fit`).
-    encoder, pretrained, weights, target_px, target_um, target_mpp, dihedral
-        Encoder and window geometry shared by all methods (see `gd.tl.fit`): ``target_um`` resamples a window of
-        that many µm to ``target_px`` pixels, ``target_mpp`` fixes the µm per pixel instead.
-    config
-        `GeneDMLConfig` (or preset/dict) for the Gene-DML family.
+    features
+        The features' recipe shared by all methods: `genedml.features.FeatureSpec` or an encoder name.
+    targets
+        The targets' recipe: `genedml.pp.TargetSpec` (genes / ``n_genes`` / panel, normalisation, smoothing).
     train_config
-        `TrainConfig` fields shared by trainable methods.
+        `TrainConfig` (or dict of its fields) shared by trainable methods. Its ``protocol`` (``"clean"`` or
+        ``"paper"``) decides the validation data, and its ``seed`` the fold assignment of ``k`` folds too (when not
+        given: ``gd.settings.seed``).
     method_kwargs
         Extra keyword arguments per method name; a ``"train_config"`` entry updates ``train_config`` for that method
         only (``protocol`` and ``seed`` stay those of the call).
@@ -168,30 +150,49 @@ def cross_validate(
         models on their held-out groups, so no fold calibrates on its own test data. Adds ``coverage`` and
         ``interval_width`` to the scores and the per-gene coverage to ``uns["genedml"]["cv"]["interval"]``. Intervals
         normalised by an ensemble's spread: `gd.tl.calibrate`. Resumed folds need their saved models.
-    keep_models
-        Keep every fold model in the result (for ensembles).
     resume_dir
         Folder where each finished (method, fold) stores its scores (and model when it can be saved); a rerun skips
         them.
-    seed
-        Seed of the fold assignment (``k`` folds) and of training; ``None``: ``gd.settings.seed``.
     table_key
         Spot table.
     progress
         Progress bar over folds.
+    **shorthands
+        Single recipe fields for short calls, overriding ``features``, ``targets`` and ``train_config``:
+        `FeatureSpec` fields (``encoder``, ``target_um`` …; ``embed_batch_size``), `TargetSpec` fields
+        (``n_genes`` …) and `TrainConfig` fields (``protocol``, ``seed``, ``max_epochs`` …); plus ``config``
+        (`GeneDMLConfig`, preset name or dict for the Gene-DML family) and ``keep_models`` (default ``True``: keep
+        every fold model in the result, for ensembles).
 
     Returns
     -------
-    A `CVResult`; its scores and summary are also stored in ``uns["genedml"]["cv"]``. The table keeps only that and
-    the frozen-encoder features (the ``obsm`` keys and ``uns["genedml"]["features"]`` of `gd.tl.embed`); the
-    per-fold targets and gene lists are scratch and are removed (earlier values restored). A failed call leaves the
-    table as it was.
+    A `CVResult`; its scores, summary and parameters are also stored in ``uns["genedml"]["cv"]``, the only thing
+    written into the table (features stay in the feature store, targets and genes in the fold models). A failed call
+    leaves the table as it was.
     """
     from .. import metrics, pp
     from .._settings import settings
     from ..dataloaders import group_kfold, leave_one_group_out
-    from ..models import METHODS, load_method, make_method
+    from ..models import METHODS, TrainConfig, load_method, make_method
 
+    rec = route_shorthands(
+        shorthands, features=features, targets=targets, extra={"config": None, "keep_models": True},
+        where="gd.tl.cross_validate",
+    )  # fmt: skip
+    if isinstance(train_config, TrainConfig):
+        train_config = train_config.to_dict()
+    if train_config is not None and not isinstance(train_config, dict):
+        raise ValueError(f"`train_config` must be a TrainConfig or a dict of its fields, got {train_config!r}.")
+    train_config = {**(train_config or {}), **rec.train}
+    protocol = train_config.pop("protocol", "clean")
+    seed = train_config.pop("seed", None)
+    config, keep_models = rec.extra["config"], rec.extra["keep_models"]
+    if not isinstance(keep_models, bool):
+        raise ValueError(f"`keep_models` must be a bool, got {keep_models!r}.")
+    ts = rec.targets
+    genes = None if ts.genes is None else list(ts.genes)
+    n_genes, panel, normalize, smooth = ts.n_genes, ts.panel, ts.normalize, ts.smooth
+    weights = rec.features.weights
     if protocol not in ("clean", "paper"):
         raise ValueError(f"`protocol` must be 'clean' or 'paper', got {protocol!r}.")
     if interval is not None:
@@ -213,15 +214,7 @@ def cross_validate(
     if n_groups < 2:
         raise ValueError(f"`groupby`={groupby!r} has {n_groups} group: cross-validation needs at least 2.")
     folds = leave_one_group_out(groups) if k is None else group_kfold(groups, k=k, seed=seed)
-    shared = dict(
-        encoder=encoder,
-        pretrained=pretrained,
-        weights=weights,
-        target_px=target_px,
-        target_um=target_um,
-        target_mpp=target_mpp,
-        dihedral=dihedral,
-    )
+    shared = {"features": rec.features}
     resume = Path(resume_dir) if resume_dir is not None else None
     data_fp = _data_fingerprint(sdata, table) if resume is not None else None
     rows, models, per_gene, resid = [], {}, {}, {}
@@ -331,7 +324,7 @@ def cross_validate(
         "panel": panel,
         "normalize": normalize,
         "smooth": smooth,
-        "encoder": shared,
+        "encoder": rec.features.to_dict(),
         "seed": seed,
         "n_hpg": n_hpg,
         "interval": interval,

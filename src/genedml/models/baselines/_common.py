@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..._keys import Keys
-from .._base import SpotModel, _plain
+from .._base import SpotModel, _plain, feature_spec_from_record
 from .._train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from ...dataloaders import SpotData
 
 __all__ = ["Baseline", "as_bool"]
-
-_ENCODER_ARGS = ("pretrained", "weights", "target_px", "target_um", "target_mpp", "device")
 
 
 class Baseline(SpotModel):
@@ -38,8 +36,8 @@ class Baseline(SpotModel):
     scales: tuple[str, ...] = ("global",)
 
     def __init__(self, train_config: TrainConfig | dict | None = None, **encoder_kwargs: Any) -> None:
-        encoder_kwargs.pop("dihedral", None)
         super().__init__(train_config, **encoder_kwargs)
+        self.feature_spec = self.feature_spec.replace(dihedral=False)
         self._section_patient: dict[str, str] = {}
 
     # ------------------------------------------------------------------------------------------- data
@@ -177,9 +175,8 @@ class Baseline(SpotModel):
             found = ck.get("method") or "gene_dml"
             raise ValueError(f"`path`={str(path)!r} holds a {found!r} model, not {cls.method!r}: use its class.")
         enc = ck["encoder"]
-        kwargs = {k: enc[k] for k in _ENCODER_ARGS if k in enc and k != "weights"}
-        kwargs["encoder"], kwargs["embed_batch_size"] = enc["name"], enc["batch_size"]
-        model = cls(TrainConfig.from_dict(ck["train_config"]), **ck["params"], **kwargs)
+        spec = feature_spec_from_record(enc).replace(dihedral=False)
+        model = cls(TrainConfig.from_dict(ck["train_config"]), **ck["params"], features=spec)
         model.genes_ = list(ck["genes"])
         model.normalize_ = ck["normalize"]
         model.encoder_info_ = ck["encoder_info"]
