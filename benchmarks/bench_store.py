@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import HER2ST, REPO, read_her2st
+from bench_patches import _noise_block
 
 BEFORE_REF = "2ef8a9c"  # the last commit with features in obsm (gd.pp.embed)
 PARTS = ("scale", "throughput", "hit", "equal")
@@ -107,12 +108,6 @@ def _identity(sdata) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ part 1: scale
-
-
-def _noise_block(block_info=None):
-    (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
-    rng = np.random.default_rng((y0 * 1_000_003 + x0) % (2**63))
-    return rng.integers(0, 256, (3, y1 - y0, x1 - x0), dtype=np.uint8)
 
 
 def _large(a):
@@ -396,7 +391,7 @@ def part_scale(a, codes) -> None:
 
 def part_throughput(a, codes) -> None:
     rows = []
-    for threads in (1, 2):  # one after the other, never concurrently
+    for threads in [int(t) for t in a.thread_counts.split(",")]:  # one after the other, never concurrently
         for code in codes:
             for nw in a.num_workers_list.split(","):
                 r = _spawn("throughput", a, code, threads=threads, num_workers=nw)
@@ -468,6 +463,7 @@ def main(argv=None) -> None:
     p.add_argument("--her2st-dir", default=str(HER2ST))
     p.add_argument("--target-px", type=int, default=224, help="HER2ST window, native resolution")
     p.add_argument("--scales", default="target,global")
+    p.add_argument("--thread-counts", default="1,2", help="torch threads of the throughput runs, one after the other")
     p.add_argument("--num-workers-list", default="none,0", help="embed(num_workers=...) values compared")
     p.add_argument("--equal-data", default="synthetic", choices=("synthetic", "her2st"), help="data of `equal`")
     # worker-only
