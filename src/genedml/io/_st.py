@@ -358,13 +358,19 @@ def _join(
     logger.info(
         f"read_st: section {row.section!r}: {len(both)} spots; {len(unsel)} count row(s) of unselected spots dropped."
     )
-    if len(orphan) or len(no_counts):
-        logger.warning(
-            f"read_st: section {row.section!r}: kept {len(both)} spots; dropped {len(orphan)} of {len(counts)} row(s) "
-            f"of the count matrix {str(row.counts)!r} that have no spot in the spot file (e.g. "
-            f"{orphan[:3].tolist()}) and {len(no_counts)} of {len(spots)} spot(s) of {str(row.spots)!r} without a "
-            f"count row (e.g. {no_counts[:3].tolist()})."
-        )
+    if len(orphan) or len(no_counts):  # file names only: the message travels in notebooks and logs
+        parts = []
+        if len(orphan):
+            parts.append(
+                f"dropped {len(orphan)} of {len(counts)} row(s) of the count matrix {Path(str(row.counts)).name!r} "
+                f"that have no spot in the spot file (e.g. {orphan[:3].tolist()})"
+            )
+        if len(no_counts):
+            parts.append(
+                f"dropped {len(no_counts)} of {len(spots)} spot(s) of {Path(str(row.spots)).name!r} without a count "
+                f"row (e.g. {no_counts[:3].tolist()})"
+            )
+        logger.warning(f"read_st: section {row.section!r}: kept {len(both)} spots; " + "; ".join(parts) + ".")
     return counts.loc[both], spots.loc[both]
 
 
