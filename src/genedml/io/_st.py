@@ -355,9 +355,7 @@ def _join(
     unsel = extra.intersection(unselected if unselected is not None else pd.Index([]), sort=False)
     orphan = extra.difference(unsel, sort=False)
     no_counts = spots.index.difference(both, sort=False)
-    logger.info(
-        f"read_st: section {row.section!r}: {len(both)} spots; {len(unsel)} count row(s) of unselected spots dropped."
-    )
+    logger.info(f"read_st: section {row.section!r}: {len(both)} spots; {len(unsel)} unselected count row(s) dropped.")
     if len(orphan) or len(no_counts):  # file names only: the message travels in notebooks and logs
         parts = []
         if len(orphan):
