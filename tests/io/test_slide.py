@@ -249,6 +249,7 @@ def test_slide_to_spot_grid_to_predict(tmp_path):
         patience=None,
         progress=False,
         target_um=64.0,
+        target_px=32,  # small windows keep the test fast
     )
     img = _tissue(1200, 1200, seed=3)
     sdata = gd.io.read_slide(write_svs(tmp_path / "case.svs", img, mpp=1.0))
@@ -258,3 +259,52 @@ def test_slide_to_spot_grid_to_predict(tmp_path):
     assert t.n_obs > 5 and list(t.var_names) == model.genes_
     assert np.isfinite(t.layers["predicted"]).all()
     assert gd.io.pixel_size(sdata, "case") == pytest.approx(1.0)
+
+
+def test_openslide_backend_reads_the_same_pixels(tmp_path):
+    pytest.importorskip("openslide")
+    img = _tissue()
+    svs = write_svs(tmp_path / "o.svs", img)
+    a, b = gd.io.read_slide(svs), gd.io.read_slide(svs, backend="openslide", chunk_size=256)
+    assert b.attrs["genedml"]["slides"]["o"]["vendor"] == "aperio"
+    assert b.attrs["genedml"]["slides"]["o"]["pixel_size"] == pytest.approx(0.499)
+    for la, lb in zip(_levels(a, "o"), _levels(b, "o"), strict=True):
+        np.testing.assert_array_equal(la.data.compute(), lb.data.compute())
+    ome = gd.io.read_slide(write_ome(tmp_path / "o.ome.tif", img, physical_size=0.25), backend="openslide")
+    assert ome.attrs["genedml"]["slides"]["o"]["pixel_size"] == pytest.approx(0.25)
+
+
+def test_top_level_pyramid_pages(tmp_path):
+    """A generic TIFF whose pyramid is stored as reduced-resolution top-level pages (not SubIFDs)."""
+    img = _tissue()
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:
+        kw = dict(tile=TILE, photometric="rgb", metadata=None)
+        tw.write(img, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **kw)
+        tw.write(img[::2, ::2], subfiletype=1, **kw)
+    sdata = gd.io.read_slide(path, chunk_size=256)
+    levels = _levels(sdata, "pages")
+    assert [lv.shape for lv in levels] == [(3, 1024, 1024), (3, 512, 512)]
+    assert sdata.attrs["genedml"]["slides"]["pages"]["pixel_size"] == pytest.approx(0.5)
+    np.testing.assert_array_equal(levels[1].data.compute().transpose(1, 2, 0), img[::2, ::2])
+
+
+def test_fsspec_url(tmp_path):
+    """tiffslide opens fsspec URLs (here the in-memory filesystem); every chunk reopens the URL."""
+    import fsspec
+
+    img = _tissue()
+    url = f"memory://{tmp_path.name}/remote.svs"
+    with fsspec.open(url, "wb") as f:
+        f.write(write_svs(tmp_path / "local.svs", img).read_bytes())
+    try:
+        sdata = gd.io.read_slide(url, chunk_size=256)
+        meta = sdata.attrs["genedml"]["slides"]["remote"]
+        assert meta["path"] == url and meta["pixel_size"] == pytest.approx(0.499)
+        local = gd.io.read_slide(tmp_path / "local.svs")
+        for a, b in zip(_levels(sdata, "remote"), _levels(local, "local"), strict=True):
+            np.testing.assert_array_equal(a.data.compute(), b.data.compute())
+    finally:
+        fsspec.filesystem("memory").rm(f"/{tmp_path.name}", recursive=True)
+    with pytest.raises(ValueError, match=r"URLs are read by backend='tiffslide' only"):
+        gd.io.read_slide(url, backend="openslide")

@@ -4,11 +4,12 @@ Backends
 --------
 ``"tiffslide"`` (the default) is a pure-Python wheel on top of tifffile: no system library to install, the same
 decoders genedml already uses for TIFFs, and it opens local paths as well as fsspec URLs (``s3://``, ``https://``…).
-It reads the TIFF-based formats: Aperio ``.svs``, Hamamatsu ``.ndpi`` (its vendor-metadata parsing is partial; the
-pixel size then comes from the resolution tags), Leica ``.scn``, Philips TIFF, Ventana ``.bif`` (generic parsing) and
-generic pyramidal TIFF / OME-TIFF. ``"openslide"`` (optional: ``pip install openslide-python openslide-bin``) wraps
-the OpenSlide C library and adds the non-TIFF formats: MIRAX ``.mrxs``, Hamamatsu ``.vms``/``.vmu``, Sakura
-``.svslide``, DICOM WSI… ; use it for those.
+By tiffslide's own compatibility table it fully supports Aperio ``.svs``, Leica ``.scn`` and generic pyramidal TIFF
+(OME-TIFF included; genedml reads the OME physical sizes itself) and opens Hamamatsu ``.ndpi`` with partial vendor
+metadata (the pixel size then comes from the resolution tags) and Philips TIFF; Ventana ``.bif`` opens but its
+overlapping tiles are not composited (a warning says to use OpenSlide). ``"openslide"`` (optional:
+``pip install openslide-python openslide-bin``) wraps the OpenSlide C library and adds what tiffslide cannot read:
+MIRAX ``.mrxs``, Hamamatsu ``.vms``/``.vmu``, Sakura ``.svslide``, DICOM WSI and correct Ventana tiles.
 
 Pixels are never decoded at read time: every pyramid level becomes a dask array whose chunks (whole TIFF tiles,
 about ``chunk_size``² pixels) are read on demand, each opening the slide, reading only the tiles it covers and
@@ -102,7 +103,24 @@ def read_slide(
 
     Examples
     --------
+    A tiled TIFF with its resolution in pixels per centimetre (0.5 µm/px), then a spot grid on its tissue:
+
+    >>> import tempfile
+    >>> import numpy as np, tifffile
     >>> import genedml as gd
+    >>> he = np.full((1024, 1024, 3), 235, np.uint8)
+    >>> he[200:800, 200:800] = (170, 70, 160)
+    >>> path = f"{tempfile.mkdtemp()}/slide.tif"
+    >>> tifffile.imwrite(path, he, tile=(256, 256), resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    >>> sdata = gd.io.read_slide(path, patient="P1")
+    >>> sdata.attrs["genedml"]["slides"]["slide"]["pixel_size"]
+    0.5
+    >>> gd.pp.spot_grid(sdata, image_key="slide_hne", pitch_um=100, diameter_um=55)
+    >>> sdata["table"].obs[["section", "patient"]].drop_duplicates().to_numpy().tolist()
+    [['slide', 'P1']]
+
+    A real slide, then prediction with a trained model:
+
     >>> sdata = gd.io.read_slide("TCGA-A2-A0CM.svs")  # doctest: +SKIP
     >>> gd.pp.spot_grid(sdata, image_key="TCGA-A2-A0CM_hne", model=model)  # doctest: +SKIP
     >>> gd.tl.predict(sdata, model)  # doctest: +SKIP
@@ -207,7 +225,10 @@ def _tiffslide_info(src: str) -> _SlideInfo:
     with slide:
         props = slide.properties
         axes = props.get("tiffslide.series-axes")
-        grp = slide.zarr_group
+        try:
+            grp = slide.zarr_group
+        except Exception as e:  # tiffslide/tifffile/zarr cannot map the image to a zarr store
+            raise ValueError(f"`path`: tiffslide cannot read the image of {src!r} ({type(e).__name__}: {e}).") from None
         z0 = grp["0"] if "0" in grp else grp
         if axes != "YXS" or z0.shape[-1] not in (3, 4) or np.dtype(z0.dtype) != np.uint8:
             raise ValueError(
@@ -225,6 +246,13 @@ def _tiffslide_info(src: str) -> _SlideInfo:
         mpp, source = _tiffslide_mpp(slide, props)
         power = props.get("tiffslide.objective-power")
         vendor = str(props.get("tiffslide.vendor") or slide.detect_format(src) or "generic-tiff")
+    if vendor == "ventana":
+        warnings.warn(
+            f"`path`: {src!r} is a Ventana slide; tiffslide does not composite its overlapping tiles, so seams may "
+            "show. backend='openslide' reads it correctly.",
+            UserWarning,
+            stacklevel=4,
+        )
     return _SlideInfo(levels, tiles, mpp, source, vendor, _float_or_none(power))
 
 
@@ -289,6 +317,10 @@ def _openslide_info(src: str) -> _SlideInfo:
         )
     mx, my = _float_or_none(props.get("openslide.mpp-x")), _float_or_none(props.get("openslide.mpp-y"))
     mpp, source = ((mx, my), "openslide.mpp-x/-y") if mx is not None and my is not None else (None, "none")
+    desc = str(props.get("tiff.ImageDescription", ""))
+    if mpp is None and "<OME" in desc[:1000]:  # OpenSlide reads OME-TIFF as generic TIFF, without its sizes
+        mpp, source = _ome_mpp(desc), "OME PhysicalSizeX/PhysicalSizeY"
+        source = source if mpp is not None else "none"
     vendor = str(props.get("openslide.vendor") or "unknown")
     return _SlideInfo(levels, tiles, mpp, source, vendor, _float_or_none(props.get("openslide.objective-power")))
 
