@@ -199,10 +199,10 @@ def block_reads(monkeypatch):
     reads: list[tuple[int, int, int]] = []
     real = _slide._read_block
 
-    def counting(src, backend, level, downsample, block_info=None):
+    def counting(src, backend, level, where, block_info=None):
         (_, _), (y0, _), (x0, _) = block_info[None]["array-location"]
         reads.append((level, y0, x0))
-        return real(src, backend, level, downsample, block_info=block_info)
+        return real(src, backend, level, where, block_info=block_info)
 
     monkeypatch.setattr(_slide, "_read_block", counting)
     return reads
@@ -254,6 +254,7 @@ def test_slide_to_spot_grid_to_predict(tmp_path):
     img = _tissue(1200, 1200, seed=3)
     sdata = gd.io.read_slide(write_svs(tmp_path / "case.svs", img, mpp=1.0))
     gd.pp.spot_grid(sdata, image_key="case_hne", model=model)
+    gd.io.validate(sdata, require_counts=False)  # the slide with its grid follows the data model
     gd.tl.predict(sdata, model)
     t = sdata["table"]
     assert t.n_obs > 5 and list(t.var_names) == model.genes_

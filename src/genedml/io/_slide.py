@@ -54,6 +54,8 @@ class _SlideInfo:
     mpp_source: str
     vendor: str
     objective_power: float | None
+    series: int = 0  # tiffslide: the TIFF series holding the pyramid
+    composed: bool = False  # tiffslide: levels composed of several located series (Leica SCN)
 
 
 # --------------------------------------------------------------------------------------------------- read_slide
@@ -210,7 +212,11 @@ def _open_tiffslide(src: str):
     with warnings.catch_warnings():  # "hamamatsu-format metadata parsing only partially implemented!" and the like
         warnings.filterwarnings("ignore", message=r".*metadata parsing.*", category=UserWarning)
         slide = TiffSlide(src)
-        _ = slide.properties
+        try:
+            _ = slide.properties
+        except BaseException:
+            slide.close()
+            raise
     return slide
 
 
@@ -253,7 +259,9 @@ def _tiffslide_info(src: str) -> _SlideInfo:
             UserWarning,
             stacklevel=4,
         )
-    return _SlideInfo(levels, tiles, mpp, source, vendor, _float_or_none(power))
+    series = int(props.get("tiffslide.series-index") or 0)
+    composed = bool(props.get("tiffslide.series-composition"))
+    return _SlideInfo(levels, tiles, mpp, source, vendor, _float_or_none(power), series, composed)
 
 
 def _tiffslide_mpp(slide, props: dict) -> tuple[tuple[float, float] | None, str]:
@@ -378,19 +386,30 @@ def _block_chunks(size: int, tile: int, target: int) -> tuple[int, ...]:
     return tuple(min(step, size - i) for i in range(0, size, step))
 
 
-def _read_block(src: str, backend: str, level: int, downsample: float, block_info=None) -> np.ndarray:
-    """One ``(c, y, x)`` block of a level: opens the slide, reads the tiles under the block, closes it."""
+def _read_block(src: str, backend: str, level: int, where: tuple, block_info=None) -> np.ndarray:
+    """One ``(c, y, x)`` block of a level: opens the slide, reads the tiles under the block, closes it.
+
+    ``where`` is ``(series, composed)`` for tiffslide (the pyramid's TIFF series; whether tiffslide composes the
+    level from several series) and ``(downsample,)`` for OpenSlide. tiffslide's metadata parser (which may warn)
+    is not run here: blocks are read in worker threads, where ``warnings.catch_warnings`` is not safe.
+    """
     (c0, c1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
     try:
         if backend == "tiffslide":
-            with _open_tiffslide(src) as slide:
-                grp = slide.zarr_group
-                z = grp[str(level)] if str(level) in grp else grp
+            import zarr
+            from tiffslide import TiffSlide
+
+            with TiffSlide(src) as slide:
+                series, composed = where
+                if composed:  # Leica SCN: tiffslide's store places the located series (no warning in its parser)
+                    z = slide.zarr_group[str(level)]
+                else:
+                    z = zarr.open_array(slide.ts_tifffile.series[series].aszarr(level=level), mode="r")
                 rgba = np.asarray(z[y0:y1, x0:x1])
         else:
             openslide = _import_openslide()
             with openslide.OpenSlide(src) as slide:
-                loc = (int(round(x0 * downsample)), int(round(y0 * downsample)))
+                loc = (int(round(x0 * where[0])), int(round(y0 * where[0])))
                 rgba = np.asarray(slide.read_region(loc, level, (x1 - x0, y1 - y0)))
     except Exception as e:  # a decode failure deep in the backend: say which file and where
         raise ValueError(f"cannot read slide {src!r} (level {level}, rows {y0}:{y1}, cols {x0}:{x1}): {e}") from e
@@ -415,13 +434,14 @@ def _level_array(src: str, backend: str, info: _SlideInfo, level: int, chunk_siz
     chunks = ((3,), _block_chunks(h, th, chunk_size), _block_chunks(w, tw, chunk_size))
     stamp = os.stat(src).st_mtime_ns if os.path.isfile(src) else None
     downsample = 0.5 * (info.levels[0][0] / h + info.levels[0][1] / w)
+    where = (info.series, info.composed) if backend == "tiffslide" else (downsample,)
     token = tokenize(src, stamp, backend, level, info.levels, chunks)
     return da.map_blocks(
         _read_block,
         src,
         backend,
         level,
-        downsample,
+        where,
         chunks=chunks,
         dtype=np.uint8,
         meta=np.empty((0, 0, 0), dtype=np.uint8),
