@@ -309,3 +309,16 @@ def test_fsspec_url(tmp_path):
         fsspec.filesystem("memory").rm(f"/{tmp_path.name}", recursive=True)
     with pytest.raises(ValueError, match=r"URLs are read by backend='tiffslide' only"):
         gd.io.read_slide(url, backend="openslide")
+
+
+def test_the_lazy_image_pickles_without_an_open_file(tmp_path):
+    """Chunks hold a path, not a file handle: the image can go to dask workers or forked data loaders."""
+    import pickle
+
+    import dask
+
+    img = _tissue(512, 512)
+    sdata = gd.io.read_slide(write_ome(tmp_path / "p.ome.tif", img), chunk_size=256)
+    arr = pickle.loads(pickle.dumps(_levels(sdata, "p")[0].data))
+    with dask.config.set(scheduler="synchronous"):
+        np.testing.assert_array_equal(arr.compute().transpose(1, 2, 0), img)
