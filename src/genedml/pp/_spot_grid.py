@@ -46,7 +46,7 @@ def spot_grid(
     model=None,
     grid: str = "st",
     min_tissue_fraction: float = 0.5,
-    patient: str = "unknown",
+    patient: str | None = None,
     new_shapes_key: str | None = None,
     new_table_key: str | None = None,
 ) -> None:
@@ -76,7 +76,7 @@ def spot_grid(
     min_tissue_fraction
         Keep a spot when at least this fraction of its disc is tissue.
     patient
-        ``obs["patient"]`` label.
+        ``obs["patient"]`` label; default: the one `gd.io.read_slide` recorded for the section, else ``"unknown"``.
     new_shapes_key, new_table_key
         Output element names.
 
@@ -94,6 +94,9 @@ def spot_grid(
     assert_in_range(min_tissue_fraction, name="min_tissue_fraction", low=0.0, high=1.0)
     section = image_key[: -len(Keys.image_suffix)] if image_key.endswith(Keys.image_suffix) else image_key
     pitch_um, diameter_um = _geometry(model, pitch_um, diameter_um)
+    if patient is None:
+        slide = getattr(sdata, "attrs", {}).get(Keys.uns, {}).get("slides", {}).get(section, {})
+        patient = str(slide.get("patient", "unknown"))
     shapes_key = Keys.spots(section) if new_shapes_key is None else new_shapes_key
     table_key = new_table_key or (Keys.table if Keys.table not in sdata.tables else f"{section}_table")
     if shapes_key in sdata.shapes:
