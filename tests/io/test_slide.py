@@ -322,3 +322,12 @@ def test_the_lazy_image_pickles_without_an_open_file(tmp_path):
     arr = pickle.loads(pickle.dumps(_levels(sdata, "p")[0].data))
     with dask.config.set(scheduler="synchronous"):
         np.testing.assert_array_equal(arr.compute().transpose(1, 2, 0), img)
+
+
+def test_an_he_only_store_round_trips_through_zarr(tmp_path):
+    """spot_grid → write_zarr → read_zarr: an H&E-only table has no counts to require."""
+    sdata = gd.io.he_only(gd.datasets.synthetic(preset="tiny"), section="S1")
+    gd.pp.spot_grid(sdata, image_key="S1_hne", pitch_um=100.0, diameter_um=55.0)
+    gd.io.write_zarr(sdata, tmp_path / "hne.zarr")
+    back = gd.io.read_zarr(tmp_path / "hne.zarr")
+    assert back["table"].n_obs == sdata["table"].n_obs > 0

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from genedml._utils import atomic_path
 
+from .._keys import Keys
 from ._model import validate
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def write_zarr(sdata: SpatialData, path: str | os.PathLike, *, overwrite: bool =
 def read_zarr(path: str | os.PathLike) -> SpatialData:
     """Read a ``.zarr`` store written by :func:`write_zarr` and check it with :func:`genedml.io.validate`.
 
+    A store whose table has no ``layers["counts"]`` (H&E-only spots from :func:`genedml.pp.spot_grid`, with or
+    without predictions) is checked without requiring counts.
+
     Images stay lazy (dask arrays backed by the store). genedml's provenance records in ``uns["genedml"]`` come back
     as written (lists and Python scalars rather than the arrays zarr stores them as), so they compare equal to the
     records of the object that was written.
@@ -95,7 +99,9 @@ def read_zarr(path: str | os.PathLike) -> SpatialData:
     if not _is_zarr_store(path):
         raise ValueError(f"`path`={str(path)!r} is not a zarr store (no zarr.json / .zgroup).")
     sdata = spatialdata.read_zarr(path)
-    validate(sdata)
+    # a table without `layers["counts"]` holds H&E-only spots (a spot grid, predictions): nothing measured to check
+    tables = list(sdata.tables.values())
+    validate(sdata, require_counts=not tables or any(Keys.counts in t.layers for t in tables))
     for table in sdata.tables.values():
         _plain_provenance(table.uns)
     return sdata
