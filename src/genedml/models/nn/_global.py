@@ -216,20 +216,22 @@ def _windowed_layer(
 ) -> torch.Tensor:
     """``layer`` on tokens ``(N, dim)`` with attention restricted to the windows of :func:`window_partition`.
 
-    The norms, the feed-forward block and the residuals act per token; only the attention runs on the windows, a
-    chunk of windows at a time, so no ``N × N`` matrix is ever formed.
+    The whole layer runs a chunk of windows at a time (the norms, the feed-forward block and the residuals act per
+    token, so this changes nothing but the working set), and no ``N × N`` matrix is ever formed.
     """
-    h = layer.norm1(x).index_select(0, order)
+    xs = x.index_select(0, order)
     dim = x.shape[1]
     outs = []
     for c in chunks:
-        tokens = h[c.start : c.stop]
+        tokens = xs[c.start : c.stop]
+        h = layer.norm1(tokens)
         if c.slots is None:  # every window of the chunk is full: no padding, no mask
-            outs.append(layer.attn(tokens.view(c.n_windows, c.length, dim)).reshape(-1, dim))
-            continue
-        padded = tokens.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, tokens)
-        mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=x.device).index_fill(0, c.slots, True)
-        out = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
-        outs.append(out.reshape(-1, dim).index_select(0, c.slots))
-    x = x + torch.empty_like(x).index_copy(0, order, torch.cat(outs))
-    return x + layer.ffn(layer.norm2(x))
+            attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
+        else:
+            padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
+            mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=x.device).index_fill(0, c.slots, True)
+            attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
+            attn = attn.reshape(-1, dim).index_select(0, c.slots)
+        tokens = tokens + attn
+        outs.append(tokens + layer.ffn(layer.norm2(tokens)))
+    return torch.empty_like(x).index_copy(0, order, torch.cat(outs))
