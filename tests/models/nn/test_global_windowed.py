@@ -218,3 +218,25 @@ def test_checkpoint_round_trip_keeps_the_setting(tmp_path):
     assert (c.global_attention, c.global_window, c.global_full_max_spots) == ("windowed", 3, 50)
     assert loaded.net.global_encoder.window == 3
     np.testing.assert_array_equal(loaded.predict(sdata), model.predict(sdata))
+
+
+def test_windowed_attention_never_forms_a_spots_by_spots_matrix(monkeypatch):
+    import torch.nn.functional as F
+
+    from genedml.models.nn import _global
+
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        seen.append(tuple(q.shape))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    monkeypatch.setattr(_global, "_LOGIT_BUDGET", 2 * 4 * 25 * 25)  # 2 heads: at most 4 windows of 25 per call
+    _, win = _pair(window=5)
+    x, pos = _section(40, 40, drop=tuple(range(0, 1600, 11)))
+    with torch.no_grad():
+        win(x, pos)
+    assert len(seen) > 2 and sum(b * n for b, _, n, _ in seen) >= 2 * x.shape[0]  # chunks; every spot, 2 layers
+    assert all(length <= 25 and batch * heads * length**2 <= 2 * 4 * 25 * 25 for batch, heads, length, _ in seen)
