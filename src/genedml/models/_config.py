@@ -25,6 +25,8 @@ _INT_FIELDS = (
     "global_heads",
     "global_mlp_dim",
     "peg_kernel_size",
+    "global_window",
+    "global_full_max_spots",
     "fusion_depth",
     "fusion_heads",
     "fusion_mlp_dim",
@@ -32,6 +34,8 @@ _INT_FIELDS = (
     "K",
     "kmeans_iters",
 )
+# Mirrors genedml.models.nn._global.GLOBAL_ATTENTION_MODES (this module stays stdlib-only: no torch import).
+_GLOBAL_ATTENTION = ("auto", "full", "windowed")
 _DROPOUT_FIELDS = (
     "neighbor_dropout",
     "global_dropout",
@@ -130,6 +134,17 @@ class GeneDMLConfig:
         Same for the global encoder (§2.4); the positional-encoding generator sits after the first layer.
     peg_kernel_size
         Side of the depthwise convolution of the positional-encoding generator (odd; paper: 3).
+    global_attention
+        Attention of the global encoder over a section's spots: ``"full"`` (paper: every spot attends to every
+        spot, cost quadratic in spots), ``"windowed"`` (each spot attends to the spots of its ``global_window ×
+        global_window`` block of grid cells, blocks shifted by half a window on every second layer; cost linear in
+        spots) or ``"auto"`` (default: full up to ``global_full_max_spots`` spots, windowed above). A documented
+        deviation for Visium-HD-scale sections; windowed equals full attention when one window covers the section.
+    global_window
+        Side of an attention window in grid cells (spots or bins) for windowed attention.
+    global_full_max_spots
+        Largest section (in spots) that ``"auto"`` runs with full attention; every section of the paper's datasets
+        (hundreds to a few thousand spots) stays exact.
     fusion_depth, fusion_heads, fusion_mlp_dim, fusion_dropout
         Fusion transformer (§2.5; paper: 1 layer, 1 head, MLP ``2·dim``, dropout 0.1); the extra feed-forward
         block without residual uses the same width and dropout.
@@ -182,6 +197,9 @@ class GeneDMLConfig:
     global_mlp_dim: int = 4096
     global_dropout: float = 0.3
     peg_kernel_size: int = 3
+    global_attention: str = "auto"
+    global_window: int = 32
+    global_full_max_spots: int = 4096
     fusion_depth: int = 1
     fusion_heads: int = 1
     fusion_mlp_dim: int = 1024
@@ -255,6 +273,10 @@ class GeneDMLConfig:
             assert_positive_int(self.trunk_dim, name="trunk_dim")
         if self.peg_kernel_size % 2 == 0:
             raise ValueError(f"`peg_kernel_size` must be odd, got {self.peg_kernel_size}.")
+        if self.global_attention not in _GLOBAL_ATTENTION:
+            raise ValueError(
+                f"`global_attention` must be one of {list(_GLOBAL_ATTENTION)}, got {self.global_attention!r}."
+            )
         if not isinstance(self.head_hidden, tuple):
             raise ValueError(f"`head_hidden` must be a tuple of positive ints, got {self.head_hidden!r}.")
         for i, width in enumerate(self.head_hidden):

@@ -115,7 +115,15 @@ class GeneDMLNet(nn.Module):
             width, c.neighbor_depth, c.neighbor_heads, c.neighbor_mlp_dim, c.neighbor_dropout, grid=c.neighbor_grid
         )
         self.global_encoder = GlobalEncoder(
-            width, c.global_depth, c.global_heads, c.global_mlp_dim, c.global_dropout, kernel_size=c.peg_kernel_size
+            width,
+            c.global_depth,
+            c.global_heads,
+            c.global_mlp_dim,
+            c.global_dropout,
+            kernel_size=c.peg_kernel_size,
+            attention=c.global_attention,
+            window=c.global_window,
+            full_max_spots=c.global_full_max_spots,
         )
         self.proj = nn.Linear(width, c.dim)
         self.fusion = FusionBlock(c.dim, c.fusion_depth, c.fusion_heads, c.fusion_mlp_dim, c.fusion_dropout)
@@ -134,6 +142,8 @@ class GeneDMLNet(nn.Module):
 
         Returns one ``(N_s, width)`` tensor per section, in the spots' input order (``width`` = ``trunk_dim`` or
         ``D``); pass the list as ``section_tokens`` to :meth:`forward` to reuse it across chunks of a section.
+        Sections above ``config.global_full_max_spots`` spots attend within windows when ``config.global_attention``
+        is ``"auto"`` (see :class:`~genedml.models.GeneDMLConfig`).
         """
         return [self.global_encoder(self._trunk(f), p) for f, p in zip(section_feats, section_pos)]
 

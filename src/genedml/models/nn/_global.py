@@ -1,17 +1,36 @@
-"""Global encoder: transformer over all spots of a section with a grid positional-encoding generator."""
+"""Global encoder: transformer over the spots of a section with a grid positional-encoding generator.
+
+Full attention over all spots costs O(N²). For large sections (Visium HD bins) the encoder can attend within
+square windows of ``window × window`` grid cells instead (Swin-style; windows shifted by ``window // 2`` on every
+second layer), which costs O(N · window²). When one window covers the section the result equals full attention.
+"""
 
 from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ._blocks import TransformerLayer
 
-__all__ = ["GlobalEncoder", "PositionalEncodingGenerator", "grid_index"]
+__all__ = [
+    "GLOBAL_ATTENTION_MODES",
+    "GlobalEncoder",
+    "PositionalEncodingGenerator",
+    "WindowChunk",
+    "grid_index",
+    "window_partition",
+]
+
+GLOBAL_ATTENTION_MODES = ("auto", "full", "windowed")
 
 # A grid this much larger than the number of spots almost surely holds pixel coordinates, not array indices.
 _MAX_CELLS_PER_SPOT = 100
 _MIN_CELL_LIMIT = 1 << 16
+# Attention logits held at once by the windowed path: windows × heads × L² (64 MiB in float32).
+_LOGIT_BUDGET = 1 << 24
 
 
 def grid_index(pos: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -47,6 +66,68 @@ def grid_index(pos: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return index, height, width
 
 
+class WindowChunk(NamedTuple):
+    """Consecutive windows attended in one batch (see :func:`window_partition`)."""
+
+    start: int
+    stop: int
+    n_windows: int
+    length: int
+    slots: torch.Tensor | None
+
+
+def window_partition(
+    index: torch.Tensor, height: int, width: int, window: int, *, shift: bool = False, max_logits: int = _LOGIT_BUDGET
+) -> tuple[torch.Tensor, list[WindowChunk]]:
+    """Group the spots of a grid into square windows, packed for batched attention.
+
+    Cell ``(r, c)`` belongs to window ``((r + s_r) // window, (c + s_c) // window)``, where the shift ``s`` is
+    ``window // 2`` along an axis longer than ``window`` when ``shift`` is set and 0 otherwise, so a grid that fits
+    in one window is always one window. Empty windows are dropped. A chunk holds as many windows as keep
+    ``n_windows · length²`` within ``max_logits`` (at least one).
+
+    Returns
+    -------
+    ``(order, chunks)``: ``order`` ``(N,)`` lists the spots window by window, windows by decreasing size; each
+    :class:`WindowChunk` covers ``order[start:stop]``, ``n_windows`` consecutive windows padded to ``length`` (the
+    largest of them) slots; ``slots`` holds each spot's flat slot, ``None`` when no window of the chunk is padded.
+    """
+    if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"`window` must be a positive integer (grid cells), got {window!r}.")
+    rows, cols = index // width, index % width
+    s_r = window // 2 if shift and height > window else 0
+    s_c = window // 2 if shift and width > window else 0
+    wr, wc = (rows + s_r) // window, (cols + s_c) // window
+    wid = wr * ((width + s_c) // window + 1) + wc
+    _, inv, counts = torch.unique(wid, return_inverse=True, return_counts=True)
+    # windows by decreasing size (ties by window id), spots of a window contiguous and in input order
+    n_win = counts.numel()
+    rank = torch.argsort(-counts * n_win + torch.arange(n_win, device=counts.device), stable=True)
+    key = torch.empty_like(rank).index_copy_(0, rank, torch.arange(n_win, device=rank.device))[inv]
+    order = torch.argsort(key, stable=True)
+    sizes = counts[rank]
+    size_list = sizes.tolist()
+    chunks: list[WindowChunk] = []
+    start, i = 0, 0
+    while i < n_win:
+        length = size_list[i]
+        # at least one window per chunk, then as many as fit the logit budget at this length
+        j = min(n_win, i + max(1, max_logits // (length * length)))
+        stop = start + sum(size_list[i:j])
+        slots = None if stop - start == (j - i) * length else _window_slots(sizes[i:j], length)
+        chunks.append(WindowChunk(start, stop, j - i, length, slots))
+        start, i = stop, j
+    return order, chunks
+
+
+def _window_slots(sizes: torch.Tensor, length: int) -> torch.Tensor:
+    """Flat slot ``window · length + rank`` of each spot of consecutive windows of the given sizes."""
+    offsets = torch.cumsum(sizes, 0) - sizes
+    win = torch.repeat_interleave(torch.arange(sizes.numel(), device=sizes.device), sizes)
+    rank = torch.arange(int(sizes.sum()), device=sizes.device) - offsets[win]
+    return win * length + rank
+
+
 class PositionalEncodingGenerator(nn.Module):
     """Depthwise convolution over the section's spot grid, added as a residual (method.md §2.4).
 
@@ -70,23 +151,87 @@ class PositionalEncodingGenerator(nn.Module):
 
 
 class GlobalEncoder(nn.Module):
-    """Transformer over every spot of one section (method.md §2.4).
+    """Transformer over the spots of one section (method.md §2.4).
 
     One layer, the positional-encoding generator, ``depth − 1`` more layers, then a LayerNorm. Call it once per
     section; it maps ``(N, dim)`` features and ``(N, 2)`` integer positions to ``(N, dim)`` tokens in input order.
     Duplicate positions raise ``ValueError``.
+
+    ``attention`` picks the attention of the layers: ``"full"`` (every spot attends to every spot, O(N²)),
+    ``"windowed"`` (within ``window × window`` grid cells, windows shifted by ``window // 2`` on the layers of odd
+    index, O(N · window²)) or ``"auto"`` (full up to ``full_max_spots`` spots, windowed above). Windowed attention
+    equals full attention when one window covers the section.
     """
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, dropout: float, kernel_size: int = 3) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float,
+        kernel_size: int = 3,
+        *,
+        attention: str = "auto",
+        window: int = 32,
+        full_max_spots: int = 4096,
+    ) -> None:
         super().__init__()
+        if attention not in GLOBAL_ATTENTION_MODES:
+            raise ValueError(f"`attention` must be one of {list(GLOBAL_ATTENTION_MODES)}, got {attention!r}.")
+        for name, value in (("window", window), ("full_max_spots", full_max_spots)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        self.attention, self.window, self.full_max_spots = attention, int(window), int(full_max_spots)
         self.layers = nn.ModuleList(TransformerLayer(dim, heads, mlp_dim, dropout) for _ in range(depth))
         self.peg = PositionalEncodingGenerator(dim, kernel_size)
         self.norm = nn.LayerNorm(dim)
 
+    def uses_windows(self, n_spots: int) -> bool:
+        """Whether a section of ``n_spots`` spots goes through windowed attention."""
+        return self.attention == "windowed" or (self.attention == "auto" and n_spots > self.full_max_spots)
+
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         index, height, width = grid_index(pos.to(x.device))
-        x = self.layers[0](x[None])
-        x = self.peg(x[0], index, height, width)[None]
-        for layer in self.layers[1:]:
-            x = layer(x)
-        return self.norm(x[0])
+        if not self.uses_windows(x.shape[0]):
+            x = self.layers[0](x[None])
+            x = self.peg(x[0], index, height, width)[None]
+            for layer in self.layers[1:]:
+                x = layer(x)
+            return self.norm(x[0])
+        budget = _LOGIT_BUDGET // self.layers[0].attn.heads
+        parts = [
+            window_partition(index, height, width, self.window, shift=shift, max_logits=budget)
+            for shift in (False, True)
+        ]
+        for i, layer in enumerate(self.layers):
+            x = _windowed_layer(layer, x, *parts[i % 2])
+            if i == 0:
+                x = self.peg(x, index, height, width)
+        return self.norm(x)
+
+
+def _windowed_layer(
+    layer: TransformerLayer, x: torch.Tensor, order: torch.Tensor, chunks: list[WindowChunk]
+) -> torch.Tensor:
+    """``layer`` on tokens ``(N, dim)`` with attention restricted to the windows of :func:`window_partition`.
+
+    The whole layer runs a chunk of windows at a time (the norms, the feed-forward block and the residuals act per
+    token, so this changes nothing but the working set), and no ``N × N`` matrix is ever formed.
+    """
+    xs = x.index_select(0, order)
+    dim = x.shape[1]
+    outs = []
+    for c in chunks:
+        tokens = xs[c.start : c.stop]
+        h = layer.norm1(tokens)
+        if c.slots is None:  # every window of the chunk is full: no padding, no mask
+            attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
+        else:
+            padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
+            mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=x.device).index_fill(0, c.slots, True)
+            attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
+            attn = attn.reshape(-1, dim).index_select(0, c.slots)
+        tokens = tokens + attn
+        outs.append(tokens + layer.ffn(layer.norm2(tokens)))
+    return torch.empty_like(x).index_copy(0, order, torch.cat(outs))
