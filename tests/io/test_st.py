@@ -90,7 +90,7 @@ def test_logs_dropped_spots(st_layout):
         logger.removeHandler(handler)
     # the unselected "2x2" is dropped at INFO; "30x30" (no spot) and "3x2" (no counts) are WARNINGs with ids
     info = [r.getMessage() for r in records if r.levelno == logging.INFO]
-    assert any("'S1': 40 spots; 1 count row(s) of unselected spots dropped" in m for m in info)
+    assert any("'S1': 40 spots; 1 unselected count row(s) dropped" in m for m in info)
     warn = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert len(warn) == 1 and "kept 40 spots; dropped 1 of 42 row(s)" in warn[0]
     assert "['30x30']" in warn[0] and "1 of 41 spot(s)" in warn[0] and "['3x2']" in warn[0]

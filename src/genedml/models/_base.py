@@ -5,6 +5,7 @@ Gene-DML (`GeneDML`) and the baselines subclass it and implement `_after_setup`,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -282,6 +283,8 @@ class SpotModel(WeightsFile, Checkpointed):
         self._check_encoder(fs.record)
         # the provenance of the features (no arrays): of the training data, and of the last prediction
         info = _plain({k: v for k, v in fs.record.items() if k != "store"})
+        if info["params"].get("weights"):  # a model file never holds a path (issue 10): the file's name only
+            info["params"]["weights"] = Path(str(info["params"]["weights"])).name
         if y is not None:
             self.features_ = info
         else:
