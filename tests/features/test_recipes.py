@@ -143,3 +143,23 @@ def test_a_model_keeps_its_recipes_through_a_checkpoint(tmp_path):
     assert loaded.feature_spec == spec
     assert loaded.features_["sections"]["S1"]["neighbor_grid"] == "lattice"
     np.testing.assert_allclose(loaded.predict(sdata), model.predict(sdata), rtol=1e-6, atol=1e-6)
+
+
+def test_lattice_runs_through_the_spots_windows_when_the_pitch_is_a_whole_number_of_windows():
+    """Pitch = 2 windows: every lattice tile that is some spot's window is that window (shared with the target pass)."""
+    from genedml.features import _windows as w
+
+    crop = 16
+    yy, xx = np.meshgrid(np.arange(5), np.arange(5), indexing="ij")
+    origins = np.stack([7 + 2 * crop * yy.ravel(), 3 + 2 * crop * xx.ravel()], axis=1).astype(np.int64)
+
+    class _Level:
+        shape = (400, 400)
+
+    geo = w.SectionGeometry("s", _Level(), crop, crop, 1.0, origins[:, ::-1].astype(float), origins, "lattice")
+    np.testing.assert_array_equal(geo.lattice_anchor(), [7, 3])
+    tiles = geo.neighbor_origins()
+    np.testing.assert_array_equal(tiles[:, 12], origins)  # the centre tile is the spot's own window
+    keys = {tuple(t) for t in tiles.reshape(-1, 2)}
+    assert {tuple(o) for o in origins} <= keys
+    assert all(((np.array(k) - [7, 3]) % crop == 0).all() for k in keys)

@@ -102,16 +102,29 @@ class SectionGeometry:
         """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y).
 
         ``"spot"`` grid: tiles centred on the spot's window. ``"lattice"``: each tile snapped to the nearest tile of a
-        section-wide grid of ``crop_px`` tiles anchored at the level's origin, so that neighbouring spots share tiles.
+        section-wide grid of ``crop_px`` tiles (anchored by `lattice_anchor`), so that neighbouring spots share tiles.
         """
         steps = (np.arange(GRID) - GRID // 2) * self.crop_px
         dy, dx = np.meshgrid(steps, steps, indexing="ij")
         delta = np.stack([dy.ravel(), dx.ravel()], axis=1)
         if self.neighbor_grid == "lattice":
             # the centre tile is the lattice tile nearest to the spot's window; the grid around it stays 5 × 5
-            centre = np.floor(self.origins / self.crop_px + 0.5).astype(np.int64) * self.crop_px
+            anchor = self.lattice_anchor()
+            steps_ = np.floor((self.origins - anchor) / self.crop_px + 0.5).astype(np.int64)
+            centre = steps_ * self.crop_px + anchor
             return centre[:, None, :] + delta[None]
         return self.origins[:, None, :] + delta[None]
+
+    def lattice_anchor(self) -> np.ndarray:
+        """``(2,)`` offset of the ``"lattice"`` grid: per axis, the most common spot-window origin modulo ``crop_px``.
+
+        On a spot grid whose pitch is a whole number of windows, the lattice then runs through the spots' own windows,
+        so neighbour tiles are the spots' target windows (encoded once, for both scales).
+        """
+        if not len(self.origins):
+            return np.zeros(2, np.int64)
+        res = np.mod(self.origins, self.crop_px)
+        return np.array([np.bincount(res[:, k], minlength=self.crop_px).argmax() for k in (0, 1)], np.int64)
 
     def neighbor_mask(self, origins: np.ndarray | None = None) -> np.ndarray:
         """``(n, 25)`` bool: tile entirely inside the image."""
