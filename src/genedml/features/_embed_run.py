@@ -204,7 +204,7 @@ def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
     return total
 
 
-def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray) -> dict[str, np.ndarray]:
+def _neighbor(ctx: RunContext, task: SectionTask) -> dict[str, np.ndarray]:
     """The distinct neighbour tiles that are not a spot's own target window, and every spot's 25 tile indices.
 
     ``index[i, k]`` is ``-1`` where tile ``k`` of spot ``i`` is masked (not entirely inside the image), ``j < n`` where
@@ -225,7 +225,6 @@ def _neighbor(ctx: RunContext, task: SectionTask, target_pooled: np.ndarray) -> 
         tiles[:] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]
     index = np.full(mask.shape, -1, np.int32 if n + len(tiles) < 2**31 else np.int64)
     index[mask] = tile_row[inverse.ravel()]
-    del target_pooled  # the hits are rows of the global entry: nothing to copy
     return {"tiles": tiles.astype(task.store_dtype, copy=False), "index": index}
 
 
@@ -255,7 +254,7 @@ def run_section(ctx: RunContext, task: SectionTask, *, scales: tuple[str, ...], 
             )
             _drop_parts(ctx, task)
     if "neighbor" in scales and "neighbor" not in entries:
-        entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task, entries["global"]["pooled"]))
+        entries["neighbor"] = _save(ctx, task, "neighbor", _neighbor(ctx, task))
         _drop_parts(ctx, task)
     task.source = None
     return entries
