@@ -101,8 +101,8 @@ def open_predictions(path: str | os.PathLike, *, table_key: str | None = None) -
     A SpatialData whose table's layers are dask arrays read from the store chunk by chunk.
     """
     import anndata as ad
-    import spatialdata as sd
     import scipy.sparse as sp
+    import spatialdata as sd
     import zarr
     from anndata.experimental import read_elem_lazy
 
