@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["BinLattice", "bin_lattice", "bin_neighbor_origins", "lattice_step"]
 
 _GRID = 5  # the 5 × 5 neighbour grid (features._windows.GRID)
+_CHUNK = 65536  # spots per block of lookups
 
 
 @dataclass(frozen=True)
@@ -109,16 +110,19 @@ def bin_neighbor_origins(
     sorted_keys = keys[order]
     off = (np.arange(_GRID) - _GRID // 2) * step
     dr, dc = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
-    nr = rows[idx, None] + dr[None]  # (k, 25) lattice cells of the tiles
-    nc = cols[idx, None] + dc[None]
-    want = (nr - r0) * width + (nc - c0)
-    pos = np.minimum(np.searchsorted(sorted_keys, want), n - 1)
-    found = sorted_keys[pos] == want
-    out = np.empty((*want.shape, 2), np.int64)
-    out[found] = origins[order[pos[found]]]
-    if not found.all():
-        fit = _lattice_fit(centers, rows, cols, pitch_px)
-        cells = np.column_stack([nc[~found], nr[~found], np.ones(int((~found).sum()))]).astype(np.float64)
-        xy = np.floor(cells @ fit - crop_px / 2 + 0.5).astype(np.int64)
-        out[~found] = xy[:, ::-1]
+    out = np.empty((idx.size, _GRID * _GRID, 2), np.int64)
+    fit = None
+    for s in range(0, idx.size, _CHUNK):  # chunks of spots bound the temporaries at a million bins
+        sl = idx[s : s + _CHUNK]
+        nr = rows[sl, None] + dr[None]  # (k, 25) lattice cells of the tiles
+        nc = cols[sl, None] + dc[None]
+        want = (nr - r0) * width + (nc - c0)
+        pos = np.minimum(np.searchsorted(sorted_keys, want), n - 1)
+        found = sorted_keys[pos] == want
+        part = out[s : s + len(sl)]
+        part[found] = origins[order[pos[found]]]
+        if not found.all():
+            fit = _lattice_fit(centers, rows, cols, pitch_px) if fit is None else fit
+            cells = np.column_stack([nc[~found], nr[~found], np.ones(int((~found).sum()))]).astype(np.float64)
+            part[~found] = np.floor(cells @ fit - crop_px / 2 + 0.5).astype(np.int64)[:, ::-1]
     return out
