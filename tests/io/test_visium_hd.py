@@ -116,6 +116,8 @@ def test_read_visium_hd_bin_size_not_available(hd_dir):
         (lambda d: _scalef(d, microns_per_pixel=None), ValueError, "needs a positive 'microns_per_pixel'"),
         (lambda d: _scalef(d, bin_size_um=16.0), ValueError, "bin_size_um=16 in a folder of 8 µm bins"),
         (lambda d: _touch(d / "microscope_image" / "other.tif"), ValueError, "several candidate full-resolution"),
+        (lambda d: _positions(d, lambda p: p.rename(columns={"pxl_row_in_fullres": "y"})), ValueError,
+         "must have the columns"),
     ],
 )  # fmt: skip
 def test_read_visium_hd_clear_errors(hd_dir, damage, error, match):
@@ -129,6 +131,24 @@ def test_read_visium_hd_missing_dataset_id_and_image(hd_dir):
         read_visium_hd(hd_dir, dataset_id="XX")
     with pytest.raises(FileNotFoundError, match="`fullres_image_file`"):
         read_visium_hd(hd_dir, fullres_image_file="missing.tif")
+
+
+def test_read_visium_hd_fullres_png_through_spatialdata_io(hd_dir):
+    from PIL import Image
+
+    full = hd_full_image(hd_dir)
+    Image.fromarray(full).save(hd_dir / "full.png")
+    sdata = read_visium_hd(hd_dir, bin_size=16, fullres_image_file="full.png")
+    assert gd.io.get_table(sdata).uns["genedml"]["sections"]["HD1"]["image"] == "fullres"
+    assert gd.io.image_shape(sdata, "HD1") == HD_FULL
+    arr = next(iter(sdata.images["HD1_hne"]["scale0"].values())).data
+    np.testing.assert_array_equal(np.asarray(arr), full.transpose(2, 0, 1))
+    gd.io.validate(sdata)
+
+
+def _positions(root, edit):
+    p = root / "binned_outputs/square_008um/spatial/tissue_positions.parquet"
+    edit(pd.read_parquet(p)).to_parquet(p, index=False)
 
 
 def _rm(p):

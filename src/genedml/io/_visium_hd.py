@@ -34,6 +34,7 @@ _COUNTS = "filtered_feature_bc_matrix.h5"
 _POSITIONS = "tissue_positions.parquet"
 _SCALEFACTORS = "scalefactors_json.json"
 _FEATURE_SLICE = "feature_slice.h5"
+_POSITION_COLUMNS = ("barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres")
 # spatialdata-io warns about images it does not find; genedml reports which image it used instead
 _QUIET = (
     r"No full resolution image found",
@@ -170,7 +171,21 @@ def _check_layout(root: Path, bin_size: Any) -> Path:
     for rel in (_COUNTS, f"spatial/{_POSITIONS}", f"spatial/{_SCALEFACTORS}"):
         if not (bin_dir / rel).is_file():
             raise FileNotFoundError(f"`path`: {rel!r} is missing from {str(bin_dir)!r}.")
+    _check_positions(bin_dir / "spatial" / _POSITIONS)
     return bin_dir
+
+
+def _check_positions(path: Path) -> None:
+    """The tissue positions' columns, from the parquet schema (spatialdata-io asserts them without a message)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = tuple(pq.read_schema(path).names)
+    except Exception as e:  # any pyarrow failure means the file cannot be used
+        raise ValueError(f"`path`: cannot read {str(path)!r} as parquet ({type(e).__name__}: {e}).") from None
+    names = tuple(n for n in names if not n.startswith("__index_level_"))
+    if names != _POSITION_COLUMNS:
+        raise ValueError(f"`path`: {str(path)!r} must have the columns {list(_POSITION_COLUMNS)}, got {list(names)}.")
 
 
 def _dataset_prefix(root: Path, dataset_id: str | None) -> str:
