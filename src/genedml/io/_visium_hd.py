@@ -275,15 +275,23 @@ def _read_sdio(root: Path, bin_size: int, *, dataset_id: str | None, fullres: Pa
                 root,
                 dataset_id=dataset_id,
                 filtered_counts_file=True,
-                load_segmentations_only=False,
                 bin_size=[int(bin_size)],
                 bins_as_squares=False,
                 fullres_image_file=skip,
                 load_all_images=False,
+                **_bins_only(spatialdata_io.visium_hd),
             )
     if said.getvalue().strip():
         logger.info("read_visium_hd (spatialdata-io): %s", said.getvalue().strip())
     return sd
+
+
+def _bins_only(reader) -> dict:
+    """``load_segmentations_only=False`` where the reader has it (spatialdata-io ≥ 0.5 warns when it is not given)."""
+    import inspect
+
+    has = "load_segmentations_only" in inspect.signature(reader).parameters
+    return {"load_segmentations_only": False} if has else {}
 
 
 def _section_image(sd, did: str, name: str, mpp: float, fullres: Path | None, tiff: bool, scalef: dict, root: Path):
