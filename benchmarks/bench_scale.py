@@ -236,7 +236,8 @@ def _row(r: dict) -> str:
             f"{100 * r['encode_s'] / r['wall_s']:.0f} %, network {100 * r['network_s'] / r['wall_s']:.0f} %, global "
             f"{100 * r['global_s'] / r['wall_s']:.0f} %, data path {100 * _data(r):.0f} % | global "
             f"{100 * r['global_s'] / r['predict_s']:.0f} % "
-            f"of predict | peak RSS {r['rss_mb'] / 1024:.2f} GB | store {r['store_mb']:.0f} MB + predictions "
+            f"of predict | peak RSS {r['rss_mb'] / 1024:.2f} GB (after grid {r['rss_grid_mb'] / 1024:.2f}, embed "
+            f"{r['rss_embed_mb'] / 1024:.2f}) | store {r['store_mb']:.0f} MB + predictions "
             f"{r['out_mb']:.0f} MB")  # fmt: skip
 
 

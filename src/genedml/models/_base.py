@@ -211,6 +211,8 @@ class SpotModel(WeightsFile, Checkpointed):
             "pitch_um": first.get("pitch_um"),
             "spot_diameter_um": first.get("spot_diameter_um"),
         }
+        if first.get("spot_shape") == "square" and first.get("bin_size_um"):  # trained on bins (Visium HD)
+            geo |= {"spot_shape": "square", "bin_size_um": first.get("bin_size_um")}
         if self.encoder_info_ is None:
             self.encoder_info_ = {}
         self.encoder_info_["geometry"] = _plain(geo)

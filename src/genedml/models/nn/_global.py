@@ -260,19 +260,27 @@ def _windowed_layer(
     The whole layer runs a chunk of windows at a time (the norms, the feed-forward block and the residuals act per
     token, so this changes nothing but the working set), and no ``N × N`` matrix is ever formed.
     """
-    xs = x.index_select(0, order)
     dim = x.shape[1]
-    outs = []
-    for c in chunks:
-        tokens = xs[c.start : c.stop]
-        h = layer.norm1(tokens)
-        if c.slots is None:  # every window of the chunk is full: no padding, no mask
-            attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
-        else:
-            padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
-            mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=x.device).index_fill(0, c.slots, True)
-            attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
-            attn = attn.reshape(-1, dim).index_select(0, c.slots)
-        tokens = tokens + attn
-        outs.append(tokens + layer.ffn(layer.norm2(tokens)))
+    if not torch.is_grad_enabled():  # inference: gather and scatter per chunk (two copies of the tokens, not five)
+        out = torch.empty_like(x)
+        for c in chunks:
+            idx = order[c.start : c.stop]
+            out.index_copy_(0, idx, _chunk(layer, x.index_select(0, idx), c, dim))
+        return out
+    xs = x.index_select(0, order)
+    outs = [_chunk(layer, xs[c.start : c.stop], c, dim) for c in chunks]
     return torch.empty_like(x).index_copy(0, order, torch.cat(outs))
+
+
+def _chunk(layer: TransformerLayer, tokens: torch.Tensor, c: WindowChunk, dim: int) -> torch.Tensor:
+    """One transformer layer on the consecutive windows of chunk ``c`` (tokens in window order)."""
+    h = layer.norm1(tokens)
+    if c.slots is None:  # every window of the chunk is full: no padding, no mask
+        attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
+    else:
+        padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
+        mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=h.device).index_fill(0, c.slots, True)
+        attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
+        attn = attn.reshape(-1, dim).index_select(0, c.slots)
+    tokens = tokens + attn
+    return tokens + layer.ffn(layer.norm2(tokens))
