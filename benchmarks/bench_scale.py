@@ -6,7 +6,8 @@ Visium-HD-like square bins (default 8 µm) laid by `gd.pp.spot_grid`. A tiny mod
 ``config="cpu"``, one epoch on the tiny synthetic data at the same µm/px) is trained once. Then, per size, in a
 fresh process with one torch thread (peak RSS from ``resource.getrusage``):
 
-1. ``gd.io.read_slide`` and ``gd.pp.spot_grid`` (tissue detection on a low-resolution level, square lattice);
+1. ``gd.io.read_slide`` and ``gd.pp.spot_grid(grid="bins")`` (tissue detection on a low-resolution level; square
+   bins recorded as a bin lattice, so neighbour tiles are the bins' own windows);
 2. ``gd.tl.embed`` (float16 store, ``neighbor_grid="lattice"``): windows cut from the lazy pyramid tile by tile;
    the time inside the encoder's forward is measured around it (instrumentation of this script only);
 3. ``gd.tl.predict(..., out=...)``: chunk-by-chunk prediction into a new zarr store; the time of the global
@@ -145,18 +146,35 @@ def child(args) -> None:
     GeneDMLNet.forward = timed(GeneDMLNet.forward, "network")  # the per-spot network (global tokens precomputed)
     model = GeneDML.load(args.model)
     rec = {}
+    stage = {"name": "read"}
+    peaks: dict[str, float] = {}
+
+    def sample() -> None:  # resident memory per stage (the process's current RSS, every 0.2 s)
+        import threading
+
+        while not stage.get("done"):
+            with open("/proc/self/statm") as fh:
+                rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            peaks[stage["name"]] = max(peaks.get(stage["name"], 0.0), rss)
+            threading.Event().wait(0.2)
+
+    if os.path.exists("/proc/self/statm"):
+        import threading
+
+        threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
     sdata = gd.io.read_slide(args.slide, section="slide")
     rec["read_s"] = time.perf_counter() - t0
     t = time.perf_counter()
-    gd.pp.spot_grid(sdata, image_key="slide_hne", pitch_um=args.bin_um, diameter_um=args.bin_um, model=model)
+    stage["name"] = "grid"
+    gd.pp.spot_grid(sdata, image_key="slide_hne", pitch_um=args.bin_um, grid="bins", model=model)
     rec["grid_s"] = time.perf_counter() - t
     rec["spots"] = int(sdata["table"].n_obs)
-    rec["rss_grid_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stage["name"] = "embed"
     t = time.perf_counter()
     gd.tl.embed(sdata, features=feature_spec(args), progress=False)
     rec["embed_s"] = time.perf_counter() - t
-    rec["rss_embed_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stage["name"] = "predict"
     t = time.perf_counter()
     out = Path(args.out)
     gd.tl.predict(sdata, model, out=out, overwrite=True, progress=False)
@@ -164,6 +182,8 @@ def child(args) -> None:
     rec["encode_s"], rec["global_s"], rec["network_s"] = timers["encode"], timers["global"], timers["network"]
     rec["wall_s"] = time.perf_counter() - t0
     rec["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stage["done"] = True
+    rec["rss_stage_mb"] = dict(peaks)
     rec["store_mb"] = _du(Path(args.cache)) / 2**20
     rec["out_mb"] = _du(out) / 2**20
     print("RESULT " + json.dumps(rec))
@@ -236,9 +256,12 @@ def _row(r: dict) -> str:
             f"{100 * r['encode_s'] / r['wall_s']:.0f} %, network {100 * r['network_s'] / r['wall_s']:.0f} %, global "
             f"{100 * r['global_s'] / r['wall_s']:.0f} %, data path {100 * _data(r):.0f} % | global "
             f"{100 * r['global_s'] / r['predict_s']:.0f} % "
-            f"of predict | peak RSS {r['rss_mb'] / 1024:.2f} GB (after grid {r['rss_grid_mb'] / 1024:.2f}, embed "
-            f"{r['rss_embed_mb'] / 1024:.2f}) | store {r['store_mb']:.0f} MB + predictions "
-            f"{r['out_mb']:.0f} MB")  # fmt: skip
+            f"of predict | peak RSS {r['rss_mb'] / 1024:.2f} GB ({_stages(r)}) | store {r['store_mb']:.0f} MB + "
+            f"predictions {r['out_mb']:.0f} MB")  # fmt: skip
+
+
+def _stages(r: dict) -> str:
+    return ", ".join(f"{k} {v / 1024:.2f}" for k, v in r.get("rss_stage_mb", {}).items())
 
 
 def _data(r: dict) -> float:

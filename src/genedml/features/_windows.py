@@ -125,21 +125,20 @@ class SectionGeometry:
         """
         if self.lattice is not None:
             return self.bin_neighbor_origins(spots)
-        if spots is not None:
-            return self._neighbor_origins_all()[np.asarray(spots, dtype=np.int64)]
-        return self._neighbor_origins_all()
+        origins = self.origins if spots is None else self.origins[np.asarray(spots, dtype=np.int64)]
+        return self._neighbor_origins_of(origins)
 
-    def _neighbor_origins_all(self) -> np.ndarray:
+    def _neighbor_origins_of(self, origins: np.ndarray) -> np.ndarray:
         steps = (np.arange(GRID) - GRID // 2) * self.crop_px
         dy, dx = np.meshgrid(steps, steps, indexing="ij")
         delta = np.stack([dy.ravel(), dx.ravel()], axis=1)
         if self.neighbor_grid == "lattice":
             # the centre tile is the lattice tile nearest to the spot's window; the grid around it stays 5 × 5
             anchor = self.lattice_anchor()
-            steps_ = np.floor((self.origins - anchor) / self.crop_px + 0.5).astype(np.int64)
+            steps_ = np.floor((origins - anchor) / self.crop_px + 0.5).astype(np.int64)
             centre = steps_ * self.crop_px + anchor
             return centre[:, None, :] + delta[None]
-        return self.origins[:, None, :] + delta[None]
+        return origins[:, None, :] + delta[None]
 
     @property
     def lattice_step(self) -> int:

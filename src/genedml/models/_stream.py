@@ -34,7 +34,8 @@ def band_plan(rows: np.ndarray, *, margin: int, max_spots: int) -> list[tuple[in
 
     Returns ``(lo_ext, lo, hi, hi_ext)`` per band: the core rows ``[lo, hi)`` partition the grid, and the band
     encoded for them is ``[lo_ext, hi_ext)`` = the core widened by ``margin`` rows on each side (clipped). Each
-    band holds at most ``max_spots`` spots, unless one core row plus its margins already holds more.
+    band holds at most ``max_spots`` spots, except that a core is never thinner than ``margin`` rows (so the margins
+    at most triple the work) and the last core runs to the grid's end.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
@@ -46,7 +47,7 @@ def band_plan(rows: np.ndarray, *, margin: int, max_spots: int) -> list[tuple[in
     while lo < height:
         lo_ext = max(0, lo - margin)
         last = int(np.searchsorted(cum, cum[lo_ext] + max_spots, side="right")) - 1  # rows [lo_ext, last) fit
-        hi = min(height, max(lo + 1, last - margin))
+        hi = height if last >= height else min(height, max(lo + max(1, margin), last - margin))
         out.append((lo_ext, lo, hi, min(height, hi + margin)))
         lo = hi
     return out
