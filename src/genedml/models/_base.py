@@ -304,6 +304,7 @@ class SpotModel(WeightsFile, Checkpointed):
         stack_of = np.empty(table.n_obs, np.int64)
         stack_of[order] = np.arange(len(order))
         perm = stack_of[rows]
+        identity = bool(np.array_equal(perm, np.arange(len(perm))))  # one section, or sections not interleaved
         tokens = parts["tokens"]
         names = sorted(set(sec_col[rows]))
         nb = parts["neighbor_index"]
@@ -311,7 +312,7 @@ class SpotModel(WeightsFile, Checkpointed):
             target=None if tokens is None else tokens[0].subset(perm),
             tiles=parts["tiles"],
             global_index=parts["global_index"][perm],
-            neighbor_index=np.zeros((len(rows), 0), np.int64) if nb is None else nb[perm],
+            neighbor_index=np.zeros((len(rows), 0), np.int64) if nb is None else (nb if identity else nb[perm]),
             pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
             section=np.searchsorted(np.array(names), sec_col[rows]),
             section_names=names,
