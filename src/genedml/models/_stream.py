@@ -76,13 +76,14 @@ def _section_tokens(net, data: SpotData, code: int, scratch: str) -> torch.Tenso
     for lo_ext, lo, hi, hi_ext in band_plan(pos[:, 0], margin=enc.receptive_rows(), max_spots=BAND_SPOTS):
         a, b = np.searchsorted(row_sorted, [lo_ext, hi_ext])
         band = np.sort(by_row[a:b])  # section-local indices, in section order
-        feats = torch.from_numpy(data.global_rows(rows[band]))
-        tok = enc(net._trunk(feats), torch.from_numpy(pos[band]), band=(lo_ext, height, width))
+        x = net._trunk(torch.from_numpy(data.global_rows(rows[band])))  # the raw features are freed at once
+        tok = enc(x, torch.from_numpy(pos[band]), band=(lo_ext, height, width))
+        del x
         core = (pos[band, 0] >= lo) & (pos[band, 0] < hi)
         mm = np.load(path, mmap_mode="r+")
         mm[band[core]] = tok[torch.from_numpy(core)].float().numpy()
         mm.flush()
-        del mm, feats, tok
+        del mm, tok
     return path
 
 

@@ -100,3 +100,18 @@ def test_streamed_predictions_equal_the_whole_pass(monkeypatch):
     assert [len(r) for r, _ in chunks] == [100] * 7 + [20]
     np.testing.assert_array_equal(np.concatenate([r for r, _ in chunks]), np.arange(len(data)))
     np.testing.assert_allclose(np.concatenate([p for _, p in chunks]), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_positional_encoding_by_slabs_equals_the_dense_grid(monkeypatch):
+    from genedml.models.nn import _global
+
+    torch.manual_seed(0)
+    peg = _global.PositionalEncodingGenerator(DIM).eval()
+    pos = grid_positions(50, 23, drop=(0, 7, 8, 500, 1000), seed=4) - 3
+    index, height, width = _global.grid_index(pos)
+    x = torch.randn(pos.shape[0], DIM)
+    with torch.no_grad():
+        dense = peg(x, index, height, width)  # 1150 cells: below the slab threshold
+        monkeypatch.setattr(_global, "_SLAB_CELLS", 60)  # slabs of 2 rows
+        slabbed = peg(x, index, height, width)
+    torch.testing.assert_close(slabbed, dense, rtol=1e-5, atol=1e-6)

@@ -29,6 +29,9 @@ GLOBAL_ATTENTION_MODES = ("auto", "full", "windowed")
 # A grid this much larger than the number of spots almost surely holds pixel coordinates, not array indices.
 _MAX_CELLS_PER_SPOT = 100
 _MIN_CELL_LIMIT = 1 << 16
+# Grid cells of one dense slab of the positional encoding at inference on large grids (16 MiB per channel-row at
+# width 128 in float32: 2**15 cells × 128 channels × 4 bytes).
+_SLAB_CELLS = 1 << 15
 # Attention logits held at once by the windowed path: windows × heads × L² (64 MiB in float32).
 _LOGIT_BUDGET = 1 << 24
 
@@ -154,11 +157,39 @@ class PositionalEncodingGenerator(nn.Module):
     def forward(self, x: torch.Tensor, index: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Map tokens ``(N, dim)`` at flat cells ``index`` of an ``height × width`` grid to ``(N, dim)``."""
         dim = x.shape[1]
+        if not torch.is_grad_enabled() and height * width > _SLAB_CELLS:  # inference on a large grid
+            return self._slabs(x, index, height, width)
         grid = x.new_zeros(dim, height * width)
-        grid = grid.index_copy(1, index, x.transpose(0, 1))
         occupied = x.new_zeros(height * width).index_fill(0, index, 1.0)
+        grid = grid.index_copy(1, index, x.transpose(0, 1))
         conv = self.conv(grid.view(1, dim, height, width)).view(dim, height * width) * occupied
         return (grid + conv).index_select(1, index).transpose(0, 1)
+
+    def _slabs(self, x: torch.Tensor, index: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The same map, slab of grid rows by slab: memory holds one slab's dense grid, not the section's.
+
+        A slab's rows are convolved with the ``kernel // 2`` rows on each side, so each output equals the
+        whole-grid convolution (zero padding only at the grid's real edges); only occupied cells are read.
+        """
+        dim, k = x.shape[1], self.conv.kernel_size[0] // 2
+        rows = index // width
+        order = torch.argsort(rows, stable=True)
+        sorted_rows = rows[order]
+        step = max(1, _SLAB_CELLS // max(width, 1))
+        out = torch.empty_like(x)
+        for a in range(0, height, step):
+            b = min(height, a + step)
+            lo, hi = max(0, a - k), min(height, b + k)
+            s0, s1 = torch.searchsorted(sorted_rows, torch.tensor([lo, hi], device=rows.device)).tolist()
+            sel = order[s0:s1]
+            local = index.index_select(0, sel) - lo * width
+            grid = x.new_zeros(dim, (hi - lo) * width).index_copy_(1, local, x.index_select(0, sel).transpose(0, 1))
+            conv = self.conv(grid.view(1, dim, hi - lo, width)).view(dim, -1)
+            r = rows.index_select(0, sel)
+            core = (r >= a) & (r < b)
+            cells = local[core]
+            out.index_copy_(0, sel[core], (conv.index_select(1, cells) + grid.index_select(1, cells)).transpose(0, 1))
+        return out
 
 
 class GlobalEncoder(nn.Module):
