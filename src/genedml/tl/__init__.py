@@ -7,6 +7,7 @@ from ._fit import fit
 from ._get import get_predicted
 from ._predict import predict
 from ._pretrain import PretrainResult, pretrain_encoder
+from ._slides import predict_slides
 from ._uncertainty import calibrate
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "fit",
     "get_predicted",
     "predict",
+    "predict_slides",
     "pretrain_encoder",
 ]
 
