@@ -421,9 +421,10 @@ def _run_distributed(todo, outputs, args, finish, scheduler, n_workers, threads)
     if own:
         n = n_workers or max(1, min(len(todo), (os.cpu_count() or 1) // threads))
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=None, silence_logs=40
-        )
+            n_workers=n, threads_per_worker=threads, processes=True, dashboard_address="127.0.0.1:0", silence_logs=40
+        )  # the dashboard on a free local port, never on other interfaces
         client = Client(cluster, set_as_default=False)
+        logger.info("predict_slides: %d worker(s); dashboard %s", n, client.dashboard_link)
         plugin = WorkerSetup(cachedir=os.fspath(settings.cachedir), device=settings.device, pin_gpus=True)
     else:
         cluster = None
