@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ __all__ = ["WorkerSetup", "load_model", "run_slide"]
 
 #: models loaded in this process: ``(file, model hash) -> model`` (a worker loads each model once)
 _MODELS: dict[tuple[str, str], Any] = {}
+#: one slide at a time per process: a worker's threads serve torch (one model per worker), and building encoders or
+#: loading a model is not safe in concurrent threads
+_LOCK = threading.Lock()
 
 try:  # a plain class when distributed is missing: only the "sync" path then works
     from distributed.diagnostics.plugin import WorkerPlugin as _PluginBase
@@ -30,6 +34,8 @@ except ImportError:  # pragma: no cover - distributed is a dependency
 
 class WorkerSetup(_PluginBase):
     """Dask worker plugin: torch threads = the worker's threads, device, feature-store folder, dask threads.
+
+    A worker predicts one slide at a time (`run_slide` holds a process-wide lock); its threads are torch's.
 
     Parameters
     ----------
@@ -93,6 +99,11 @@ def run_slide(
     ``key_added``. A failure is returned as ``status="failed"`` with the error's type and message; ``out`` is then
     left as it was.
     """
+    with _LOCK:
+        return _run_locked(slide, out, model_source, model_hash, opts, weights)
+
+
+def _run_locked(slide: str, out: str, model_source: str, model_hash: str, opts: dict, weights: str | None) -> dict:
     t0 = time.perf_counter()
     try:
         n_spots, sha = _predict_one(slide, out, model_source, model_hash, opts, weights)
