@@ -99,7 +99,11 @@ def run_slide(
     ``key_added``. A failure is returned as ``status="failed"`` with the error's type and message; ``out`` is then
     left as it was.
     """
-    with _LOCK:
+    import dask
+
+    # a dask compute inside a task would otherwise go through the worker's client: the image's chunks would be
+    # scheduled on the cluster, behind this very task (a deadlock on a one-thread worker)
+    with _LOCK, dask.config.set(scheduler="threads"):
         return _run_locked(slide, out, model_source, model_hash, opts, weights)
 
 
