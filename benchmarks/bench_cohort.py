@@ -6,7 +6,8 @@ synthetic H&E each (the test cohort of tests/tl/test_predict_slides.py at the de
 random-init ``test_resnet`` fitted for one epoch on the synthetic "tiny" preset. The bound measured in the same run
 is the in-process time (``scheduler="sync"``, one thread): ideal parallel time = sync / workers, plus the cluster's
 start (worker processes importing torch) and the model load per worker, which the table shows separately as the
-difference between the wall time and the sum of the per-slide seconds. Run::
+difference between the wall time and the sum of the per-slide seconds. Each run has its own (cold) feature store.
+Run::
 
     python benchmarks/bench_cohort.py                       # 4 slides of 320² px tissue
     python benchmarks/bench_cohort.py --slides 8 --tissue 900   # larger slides (≈ 80 spots each)
@@ -70,6 +71,7 @@ def main() -> None:
         print(f"{'run':<18} {'wall s':>7} {'Σ slide s':>9} {'spots':>6} {'spots/s':>7} {'vs sync':>7} identical")
         for name, kw in runs.items():
             out = root / name.split()[0]
+            gd.settings.cachedir = out.with_name(out.name + "-features")  # every run computes its own features
             t0 = time.perf_counter()
             df = gd.tl.predict_slides(paths, model, out_dir=out, progress=False, **kw)
             wall = time.perf_counter() - t0

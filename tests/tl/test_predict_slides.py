@@ -58,12 +58,12 @@ def runs(cohort, client, tmp_path_factory):
     """The 4-slide cohort predicted in this process, on a new 1-worker LocalCluster and on the 2-worker client."""
     paths, model = cohort
     root = tmp_path_factory.mktemp("runs")
-    kw = dict(progress=False)
-    return {
-        "sync": gd.tl.predict_slides(paths, model, out_dir=root / "sync", scheduler="sync", **kw),
-        "local1": gd.tl.predict_slides(paths, model, out_dir=root / "local1", n_workers=1, **kw),
-        "client2": gd.tl.predict_slides(paths, model, out_dir=root / "client2", scheduler=client, **kw),
-    }
+    kw = {"sync": dict(scheduler="sync"), "local1": dict(n_workers=1), "client2": dict(scheduler=client)}
+    out = {}
+    for name, args in kw.items():
+        gd.settings.cachedir = root / f"{name}-features"  # every run computes its features afresh (no cache hit)
+        out[name] = gd.tl.predict_slides(paths, model, out_dir=root / name, progress=False, **args)
+    return out
 
 
 def test_local_cluster_writes_one_store_per_slide(cohort, runs):
