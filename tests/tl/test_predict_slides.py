@@ -188,6 +188,8 @@ def test_bad_arguments_fail_before_any_work(cohort, tmp_path):
         call(n_workers=2)
     with pytest.raises(ValueError, match="threads_per_worker"):
         call(scheduler=None, threads_per_worker=0)
+    with pytest.raises(ValueError, match="`threads_per_worker`=2 applies to the LocalCluster"):
+        call(threads_per_worker=2)
     with pytest.raises(TypeError, match="`scheduler` must be"):
         call(scheduler=3)
     with pytest.raises(ValueError, match="`model` must be a trained genedml model"):

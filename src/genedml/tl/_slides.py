@@ -92,7 +92,8 @@ def predict_slides(
     key_added
         Layer of the predictions in each output table.
     weights
-        The encoder's local weights file, for a model trained with one (see `gd.tl.predict`).
+        The encoder's local weights file, for a model trained with one (see `gd.tl.predict`); default: the one the
+        model was given. The workers must reach it at this path.
     scheduler
         ``None``: a new `LocalCluster` (closed at the end); ``"sync"``: one slide after the other in this process,
         no Dask; an address string or a `distributed.Client`: that cluster (left running).
@@ -100,7 +101,8 @@ def predict_slides(
         Worker processes of the `LocalCluster` (default: as many as the CPU cores allow at
         ``threads_per_worker`` each, at most one per slide to do). Only with ``scheduler=None``.
     threads_per_worker
-        Threads (and torch threads) of each `LocalCluster` worker.
+        Threads (and torch threads) of each `LocalCluster` worker; a worker predicts one slide at a time. Only
+        with ``scheduler=None``.
     overwrite
         Recompute and replace outputs that exist in ``out_dir`` but are not recorded as done with this model and
         these options (without it they raise, before any work). Outputs recorded as done are skipped either way.
@@ -158,6 +160,9 @@ def predict_slides(
     _check_scheduler(scheduler, n_workers, threads_per_worker)
     weights_s = None if weights is None else os.fspath(Path(weights).expanduser().resolve())
     model_obj, model_source = _resolve_model(model, weights_s)
+    if weights_s is None and model_source is None:  # a model given its local weights file earlier: workers need it
+        local = getattr(getattr(model_obj, "encoder", None), "weights", None)
+        weights_s = os.fspath(Path(local).resolve()) if local and Path(local).is_file() else None
     model_hash = str(model_obj.model_hash)
     fingerprint = _fingerprint(opts)
     outputs = {s: out / f"{_stem(s)}.zarr" for s in slides}
@@ -276,6 +281,11 @@ def _check_scheduler(scheduler, n_workers, threads_per_worker) -> None:
                 "size an existing cluster yourself."
             )
     assert_positive_int(threads_per_worker, name="threads_per_worker")
+    if threads_per_worker != 1 and scheduler is not None:
+        raise ValueError(
+            f"`threads_per_worker`={threads_per_worker} applies to the LocalCluster that predict_slides starts "
+            "(scheduler=None); an existing cluster's workers keep their own threads."
+        )
 
 
 def _resolve_model(model, weights: str | None) -> tuple[Any, str | None]:
@@ -431,6 +441,7 @@ def _run_distributed(todo, outputs, args, finish, scheduler, n_workers, threads)
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler, set_as_default=False)
         plugin = WorkerSetup(cachedir=None, device=None, pin_gpus=False)  # the workers' own settings
     t0 = time.perf_counter()
+    futures: dict = {}
     try:
         client.register_plugin(plugin)
         model_source, model_hash, opts, weights = args
@@ -450,6 +461,9 @@ def _run_distributed(todo, outputs, args, finish, scheduler, n_workers, threads)
                 result["seconds"] = round(time.perf_counter() - t0, 3)
             finish(slide, result)
     finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:  # interrupted: nothing keeps running on the cluster (finished slides are in the manifest)
+            client.cancel(pending)
         if own:
             client.close()
             cluster.close()
