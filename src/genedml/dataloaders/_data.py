@@ -161,6 +161,10 @@ class SpotData:
         """Row indices of section ``code``."""
         return self._rows_of[code]
 
+    def global_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), D)`` float32 pooled features of the spots ``rows`` (read from the store)."""
+        return np.ascontiguousarray(_take(self.tiles, self.global_index[rows]), dtype=np.float32)
+
     def _section_inputs(self, code: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled features and grid positions of all spots of section ``code`` (read once, then kept)."""
         if code not in self._section_cache:
@@ -194,13 +198,19 @@ class SpotData:
         feats[~mask] = 0.0
         return torch.from_numpy(feats), torch.from_numpy(mask)
 
-    def batch(self, rows: Sequence[int], *, variants: np.ndarray | None = None) -> SpotBatch:
-        """Gather a batch; the global encoder gets **all** spots of each section present in it."""
+    def batch(
+        self, rows: Sequence[int], *, variants: np.ndarray | None = None, with_sections: bool = True
+    ) -> SpotBatch:
+        """Gather a batch; the global encoder gets **all** spots of each section present in it.
+
+        ``with_sections=False`` leaves ``section_feats``/``section_pos`` empty, for a caller that passes
+        precomputed global tokens.
+        """
         rows = np.ascontiguousarray(rows, dtype=np.int64)  # a reversed or strided view too
         sec = self.section[rows]
         present, section_of = np.unique(sec, return_inverse=True)
         neighbor, neighbor_mask = self._neighbors(rows)
-        inputs = [self._section_inputs(int(s)) for s in present]
+        inputs = [self._section_inputs(int(s)) for s in present] if with_sections else []
         return SpotBatch(
             target=self._target(rows, variants),
             neighbor=neighbor,

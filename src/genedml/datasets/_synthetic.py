@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +17,7 @@ from . import _noise as nz
 from ._expression import COVARIATES, N_LATENT, GeneDesign, design_genes, sample_counts
 from ._layout import REGIONS, Layout, make_layout, smooth_field
 from ._render import lazy_image, render_window
-from ._spots import GRIDS, SpotMeasures, grid_positions, measure_spots
+from ._spots import GRIDS, Grid, SpotMeasures, grid_positions, hd_grid, measure_spots
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -28,8 +28,17 @@ PRESETS = {
     "tiny": {"n_sections": 2, "n_patients": 2, "n_genes": 50, "spots_per_side": 9, "pixel_size": 2.0, "lazy": False},
     "small": {"n_sections": 4, "n_patients": 2, "n_genes": 250, "spots_per_side": 16, "pixel_size": 1.0, "lazy": False},
     "large": {"n_sections": 2, "n_patients": 2, "n_genes": 250, "spots_per_side": 185, "pixel_size": 1.0, "lazy": True},
-}
-"""Preset sizes. ``spots_per_side`` counts legacy-ST positions; Visium grids cover the same area."""
+    "visium_hd": {
+        "n_sections": 2, "n_patients": 2, "n_genes": 50, "spots_per_side": 5, "pixel_size": 0.5, "lazy": True,
+        "grid": "visium_hd",
+    },
+}  # fmt: skip
+"""Preset sizes. ``spots_per_side`` counts legacy-ST positions; Visium grids cover the same area (``"visium_hd"``:
+800 µm, i.e. 101 bins of 8 µm per side). ``grid`` defaults to ``"st"``."""
+
+BIN_UM = 8.0
+"""Default Visium HD bin side (µm) of ``grid="visium_hd"``."""
+BIN_UM_RANGE = (2.0, 16.0)
 
 OBS_REGION = "tissue_region"
 OBS_TISSUE_FRACTION = "tissue_fraction"
@@ -58,6 +67,12 @@ class _Config:
     pixel_size: float
     seed: int
     lazy: bool
+    bin_um: float | None = field(default=None, repr=False)  # Visium HD bin side (µm); None for the other grids
+
+    @property
+    def spot_grid(self) -> Grid:
+        """The grid's geometry (Visium HD: with this bin size)."""
+        return hd_grid(self.bin_um) if self.grid == "visium_hd" else GRIDS[self.grid]
 
 
 def synthetic(
@@ -66,11 +81,12 @@ def synthetic(
     n_sections: int | None = None,
     n_patients: int | None = None,
     n_genes: int | None = None,
-    grid: str = "st",
+    grid: str | None = None,
     spots_per_side: int | None = None,
     pixel_size: float | None = None,
     seed: int = 0,
     lazy: bool | None = None,
+    bin_um: float | None = None,
 ) -> SpatialData:
     """Synthetic H&E sections with spot counts generated from the tissue they show.
 
@@ -91,7 +107,9 @@ def synthetic(
     preset
         ``"tiny"`` (unit tests: 2 sections of ~50 spots, 950 px images, 50 genes), ``"small"`` (the demo: 4
         sections, 2 patients, ~160 spots each, 250 genes, 1 µm/px) or ``"large"`` (scale tests: ~50,000 spots on
-        two 37,000 px sections, rendered lazily). Explicit arguments below override it.
+        two 37,000 px sections, rendered lazily), ``"visium_hd"`` (Visium HD bins: 2 sections of 800 µm × 800 µm,
+        101 × 101 positions of 8 µm bins, 50 genes, 0.5 µm/px, rendered lazily). Explicit arguments below override
+        it.
     n_sections, n_patients
         Number of sections, split into contiguous runs of consecutive sections per patient.
     n_genes
@@ -99,15 +117,23 @@ def synthetic(
         ``GENE_0001`` ….
     grid
         ``"st"``: legacy ST, 100 µm spots on a 200 µm square lattice; ``"visium"``: 55 µm spots, 100 µm apart on a
-        hexagonal lattice (odd rows shifted by half a pitch, ``array_col`` stepping by 2).
+        hexagonal lattice (odd rows shifted by half a pitch, ``array_col`` stepping by 2); ``"visium_hd"``: square
+        bins of ``bin_um`` tiling a square lattice (``array_row``/``array_col`` = the bin's lattice indices, pitch
+        = side; each bin's shape is the circle inscribed in it, and ``uns["genedml"]["sections"][s]`` records
+        ``bin_size_um`` and ``spot_shape="square"``, as :func:`genedml.io.read_visium_hd` does). ``None``: the
+        preset's grid (``"st"`` but for ``"visium_hd"``).
     spots_per_side
-        Grid positions per row (only those on tissue are kept). By default the preset's ST extent.
+        Grid positions per row (only those on tissue are kept; bins per side for ``"visium_hd"``). By default the
+        preset's ST extent. The generated objects grow with it (counts and truth are spots × genes), the images
+        do not: a lazy image renders only the blocks that are read.
     pixel_size
         Micrometres per pixel.
     seed
         Random seed; everything derives from it.
     lazy
         Render the image on demand (dask) instead of now; default from the preset.
+    bin_um
+        Bin side in µm for ``grid="visium_hd"``, 2–16 (default 8); an error for the other grids.
 
     Returns
     -------
@@ -131,8 +157,15 @@ def synthetic(
     >>> sdata = gd.datasets.synthetic(preset="tiny", seed=1)
     >>> gd.io.sections(sdata)
     ['S1', 'S2']
+
+    Visium HD bins of 16 µm, small enough for a test:
+
+    >>> hd = gd.datasets.synthetic(preset="visium_hd", bin_um=16, spots_per_side=12, n_sections=1, n_patients=1)
+    >>> table = hd.tables["table"]
+    >>> table.uns["genedml"]["sections"]["S1"]["bin_size_um"], int(table.obs["array_col"].max())
+    (16.0, 11)
     """
-    cfg = _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixel_size, seed, lazy)
+    cfg = _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixel_size, seed, lazy, bin_um)
     design = design_genes(cfg.n_genes, np.random.default_rng([cfg.seed, 1]))
     layouts, spots = _sections(cfg)
     sdata = _assemble(cfg, design, layouts, spots)
@@ -165,10 +198,20 @@ def toy(*, seed: int = 0) -> SpatialData:
 # ------------------------------------------------------------------------------------------------ configuration
 
 
-def _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixel_size, seed, lazy) -> _Config:
+def _resolve(
+    preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixel_size, seed, lazy, bin_um=None
+) -> _Config:
     assert_one_of(preset, PRESETS, name="preset")
-    assert_one_of(grid, GRIDS, name="grid")
     p = PRESETS[preset]
+    grid = p.get("grid", "st") if grid is None else grid
+    assert_one_of(grid, GRIDS, name="grid")
+    if grid == "visium_hd":
+        bin_um = BIN_UM if bin_um is None else bin_um
+        assert_in_range(bin_um, name="bin_um", low=BIN_UM_RANGE[0], high=BIN_UM_RANGE[1])
+        bin_um = float(bin_um)
+    elif bin_um is not None:
+        raise ValueError(f"`bin_um` applies to grid='visium_hd' only, got grid={grid!r}.")
+    pitch = hd_grid(bin_um).pitch_um if grid == "visium_hd" else GRIDS[grid].pitch_um
     n_sections = p["n_sections"] if n_sections is None else n_sections
     n_patients = p["n_patients"] if n_patients is None else n_patients
     n_genes = p["n_genes"] if n_genes is None else n_genes
@@ -178,7 +221,7 @@ def _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixe
         raise ValueError(f"`n_patients` ({n_patients}) cannot exceed `n_sections` ({n_sections}).")
     if spots_per_side is None:
         st = p["spots_per_side"]
-        spots_per_side = st if grid == "st" else int(round((st - 1) * GRIDS["st"].pitch_um / GRIDS[grid].pitch_um)) + 1
+        spots_per_side = st if grid == "st" else int(round((st - 1) * GRIDS["st"].pitch_um / pitch)) + 1
     assert_positive_int(spots_per_side, name="spots_per_side")
     if spots_per_side < 3:
         raise ValueError(f"`spots_per_side` must be at least 3, got {spots_per_side}.")
@@ -199,6 +242,7 @@ def _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixe
         float(pixel_size),
         int(seed),
         lazy,
+        bin_um,
     )
 
 
@@ -214,7 +258,7 @@ class _Spots:
 
 
 def _sections(cfg: _Config) -> tuple[list[Layout], list[_Spots]]:
-    grid = GRIDS[cfg.grid]
+    grid = cfg.spot_grid
     margin = 0.75 * grid.pitch_um
     row, col, y_um, x_um, extent = grid_positions(grid, cfg.spots_per_side, margin)
     shape = (
@@ -240,7 +284,7 @@ def _sections(cfg: _Config) -> tuple[list[Layout], list[_Spots]]:
             key=nz.stream_key(cfg.seed, "section", s),
         )
         radius = 0.5 * grid.spot_diameter_um / cfg.pixel_size
-        m = measure_spots(layout, y_um / cfg.pixel_size, x_um / cfg.pixel_size, radius)
+        m = measure_spots(layout, y_um / cfg.pixel_size, x_um / cfg.pixel_size, radius, square=grid.square)
         keep = m.tissue_fraction >= _MIN_TISSUE
         if not keep.any():
             raise ValueError(f"section {layout.name!r} has no spot on tissue: increase `spots_per_side`.")
@@ -252,7 +296,8 @@ def _sections(cfg: _Config) -> tuple[list[Layout], list[_Spots]]:
 
 
 def _images(cfg: _Config, layouts: list[Layout]) -> list:
-    token = f"{nz.stream_key(repr(cfg), _BLOCK):016x}"  # distinct dask keys for distinct images
+    ident = repr(cfg) if cfg.bin_um is None else f"{cfg!r}, bin_um={cfg.bin_um!r}"
+    token = f"{nz.stream_key(ident, _BLOCK):016x}"  # distinct dask keys for distinct images
     if cfg.lazy:
         return [lazy_image(lay, block=_BLOCK, token=token) for lay in layouts]
     images = [np.empty((3, *lay.shape), dtype=np.uint8) for lay in layouts]
@@ -321,7 +366,7 @@ def _extra_obs(sp: _Spots) -> dict[str, np.ndarray]:
 
 
 def _assemble(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: list[_Spots]) -> SpatialData:
-    grid = GRIDS[cfg.grid]
+    grid = cfg.spot_grid
     expr, center, scale = _expression(cfg, design, layouts, spots)
     images = _images(cfg, layouts)
     secs = [
@@ -335,7 +380,7 @@ def _assemble(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: li
             array_col=sp.col,
             counts=counts,
             genes=design.names,
-            barcodes=[f"{c}x{r}" for r, c in zip(sp.row, sp.col)],
+            barcodes=_barcodes(cfg, sp),
             spot_diameter_um=grid.spot_diameter_um,
             pitch_um=grid.pitch_um,
             technology=grid.technology,
@@ -349,7 +394,18 @@ def _assemble(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: li
     table.obsm[OBSM_LATENT] = np.concatenate([e[2] for e in expr])
     table.var[VAR_ROLE] = design.role
     table.uns[Keys.uns][UNS_KEY] = _truth(cfg, design, center, scale)
+    if grid.square:
+        for lay in layouts:
+            table.uns[Keys.uns]["sections"][lay.name].update(bin_size_um=grid.pitch_um, spot_shape="square")
     return sdata
+
+
+def _barcodes(cfg: _Config, sp: _Spots) -> list[str]:
+    """``"{col}x{row}"`` (legacy ST style), or Space Ranger's ``"s_008um_00012_00034-1"`` for Visium HD bins."""
+    if cfg.bin_um is None:
+        return [f"{c}x{r}" for r, c in zip(sp.row, sp.col)]
+    size = f"{int(cfg.bin_um):03d}" if float(cfg.bin_um).is_integer() else f"{cfg.bin_um:g}"
+    return [f"s_{size}um_{r:05d}_{c:05d}-1" for r, c in zip(sp.row.tolist(), sp.col.tolist())]
 
 
 def _truth(cfg: _Config, design: GeneDesign, center: np.ndarray, scale: np.ndarray) -> dict:
@@ -357,6 +413,7 @@ def _truth(cfg: _Config, design: GeneDesign, center: np.ndarray, scale: np.ndarr
         "preset": cfg.preset,
         "seed": cfg.seed,
         "grid": cfg.grid,
+        **({} if cfg.bin_um is None else {"bin_um": cfg.bin_um}),
         "pixel_size": cfg.pixel_size,
         "regions": np.array(REGIONS),
         "covariates": np.array(COVARIATES),

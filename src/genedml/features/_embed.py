@@ -24,7 +24,7 @@ from ._embed_write import embed_params, feature_record, section_record, table_ro
 from ._images import SectionImage, open_source
 from ._spec import FeatureSpec, resolve_feature_spec
 from ._store import FeatureSet
-from ._windows import SectionGeometry, WindowSpec, check_spots_inside, section_geometry, warn_padding
+from ._windows import SectionGeometry, WindowSpec, bin_lattice, check_spots_inside, section_geometry, warn_padding
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -216,7 +216,8 @@ def _section_input(
         raise ValueError(f"section {section!r}: the pixel size (µm/px) is unknown. {err}") from None
     xy = spot_centers(sdata, section, table_key=table_key)
     check_spots_inside(image, xy, section=section)
-    geo = section_geometry(image, spec, xy, mpp_full=mpp, section=section)
+    lattice = bin_lattice(sdata, section, table_key=table_key)  # Visium HD bins: neighbour tiles follow the bins
+    geo = section_geometry(image, spec, xy, mpp_full=mpp, section=section, lattice=lattice)
     warn_padding(geo, stacklevel=5)
     return image, xy, geo
 

@@ -17,7 +17,7 @@ import numpy as np
 from ._cache import FeatureCache, hash_key
 from ._embed_loader import iter_batches, plan_batches
 from ._images import open_source
-from ._windows import SectionGeometry
+from ._windows import GRID, SectionGeometry
 
 __all__ = ["RunContext", "SectionTask", "run_section"]
 
@@ -162,29 +162,42 @@ def _target(ctx: RunContext, task: SectionTask, *, variant: int, want_tokens: bo
     return _run_pass(ctx, task, origins[order], name="target", variant=variant, want_tokens=want_tokens, rows=order)
 
 
-def _neighbor_tiles(geo, *, with_target: bool):
-    """Distinct neighbour tiles of a section and which of them coincide with a target window.
+_PLAN_CHUNK = 1 << 16  # spots per block of neighbour-tile lookups (memory ∝ block, not section)
 
-    Returns ``(nb, mask, uniq, inverse, hit, source)``: tile ``uniq[i]`` equals target window ``source[i]`` (an
-    index into the spots whose target window lies inside the image) where ``hit[i]``; only the others need encoding.
+
+def _neighbor_plan(geo) -> tuple[np.ndarray, np.ndarray]:
+    """Every spot's 25 neighbour tiles resolved against the spots' own windows, block by block.
+
+    Returns ``(index, todo)``: ``index`` ``(n, 25)`` int64 holds ``-1`` where the tile is masked (not entirely inside
+    the image), ``j < n`` where it is spot ``j``'s target window, and ``n + t`` where it is the ``t``-th distinct
+    other tile, whose flat key ``y · W + x`` is ``todo[t]`` (sorted: row-major). Only ``todo`` needs encoding. The
+    n × 25 origins are never held at once: a block of spots is looked up in the sorted target keys, and only the
+    keys of tiles that are no spot's window (the tissue border on a lattice) are kept and deduplicated.
     """
-    nb = geo.neighbor_origins()
-    mask = geo.neighbor_mask(nb)
-    W = geo.level.shape[1]
-    tile_keys = nb[mask][:, 0] * W + nb[mask][:, 1]
-    uniq, inverse = np.unique(tile_keys, return_inverse=True)
-    hit = np.zeros(len(uniq), bool)
-    source = np.zeros(len(uniq), np.int64)
-    if with_target:
-        inside = _target_inside(geo)
-        t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
-        if len(t_keys):
-            t_order = np.argsort(t_keys)
-            pos = np.searchsorted(t_keys[t_order], uniq)
-            pos_c = np.minimum(pos, len(t_keys) - 1)
-            hit = (pos < len(t_keys)) & (t_keys[t_order][pos_c] == uniq)
-            source = t_order[pos_c]
-    return nb, mask, uniq, inverse, hit, source
+    n, W = len(geo.origins), geo.level.shape[1]
+    inside = np.flatnonzero(_target_inside(geo))
+    t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
+    t_order = np.argsort(t_keys, kind="stable")
+    t_sorted = t_keys[t_order]
+    index = np.full((n, GRID * GRID), -1, np.int64)
+    miss_keys, miss_pos = [], []
+    for s in range(0, n, _PLAN_CHUNK):
+        e = min(n, s + _PLAN_CHUNK)
+        nb = geo.neighbor_origins(np.arange(s, e))
+        mask = geo.neighbor_mask(nb)
+        keys = nb[..., 0] * W + nb[..., 1]
+        hit = np.zeros_like(mask)
+        if len(t_sorted):
+            pos = np.minimum(np.searchsorted(t_sorted, keys), len(t_sorted) - 1)
+            hit = mask & (t_sorted[pos] == keys)
+            index[s:e][hit] = inside[t_order[pos[hit]]]
+        miss = mask & ~hit
+        miss_keys.append(keys[miss])
+        miss_pos.append(np.flatnonzero(miss.ravel()) + s * GRID * GRID)
+    todo, inverse = np.unique(np.concatenate(miss_keys) if miss_keys else np.zeros(0, np.int64), return_inverse=True)
+    if len(todo):
+        index.reshape(-1)[np.concatenate(miss_pos)] = n + inverse.ravel()
+    return index, todo
 
 
 def _target_inside(geo) -> np.ndarray:
@@ -200,7 +213,7 @@ def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
     passes = int("target" in scales or "global" in scales or "neighbor" in scales)
     total = n * passes + (n * (variants - 1) if "target" in scales else 0)
     if "neighbor" in scales:
-        total += int((~_neighbor_tiles(geo, with_target=True)[4]).sum())
+        total += len(_neighbor_plan(geo)[1])
     return total
 
 
@@ -213,18 +226,12 @@ def _neighbor(ctx: RunContext, task: SectionTask) -> dict[str, np.ndarray]:
     """
     geo, D = task.geometry, ctx.encoder.num_features
     W, n = geo.level.shape[1], len(geo.origins)
-    _, mask, uniq, inverse, hit, source = _neighbor_tiles(geo, with_target=True)
-    todo = ~hit
-    tile_row = np.empty(len(uniq), np.int64)
-    inside = np.flatnonzero(_target_inside(geo))
-    tile_row[hit] = inside[source[hit]]
-    tile_row[todo] = n + np.arange(int(todo.sum()))
-    tiles = np.zeros((int(todo.sum()), D), np.float32)
-    if todo.any():
-        jobs = np.stack([uniq[todo] // W, uniq[todo] % W], axis=1)  # already row-major (sorted keys)
+    index, todo = _neighbor_plan(geo)
+    tiles = np.zeros((len(todo), D), np.float32)
+    if len(todo):
+        jobs = np.stack([todo // W, todo % W], axis=1)  # already row-major (sorted keys)
         tiles[:] = _run_pass(ctx, task, jobs, name="neighbor", variant=0, want_tokens=False)["pooled"]
-    index = np.full(mask.shape, -1, np.int32 if n + len(tiles) < 2**31 else np.int64)
-    index[mask] = tile_row[inverse.ravel()]
+    index = index.astype(np.int32 if n + len(tiles) < 2**31 else np.int64, copy=False)
     return {"tiles": tiles.astype(task.store_dtype, copy=False), "index": index}
 
 

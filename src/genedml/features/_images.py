@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["INMEMORY_MAX_BYTES", "Level", "SectionImage", "cut_windows", "open_source"]
 
-INMEMORY_MAX_BYTES = 2 * 1024**3
-"""Levels up to this many bytes are decoded once into memory; larger ones are read lazily, chunk by chunk."""
+INMEMORY_MAX_BYTES = 512 * 1024**2
+"""Levels up to this many bytes (a whole HER2ST or Visium image: 0.1–0.3 GiB) are decoded once into memory; larger
+ones (whole slides) are read lazily, chunk by chunk, within :data:`LAZY_CACHE_BYTES`, so no more than this many
+decoded bytes of an image are ever held."""
 LAZY_CACHE_BYTES = 512 * 1024**2
 """Decoded chunks kept by a lazily read level."""
 

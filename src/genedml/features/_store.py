@@ -138,9 +138,12 @@ class FeatureSet:
             tile_parts.append(pooled)
             g_idx.append(tile_off + rows)
             if "neighbor" in ents:
-                tiles, index = ents["neighbor"]["tiles"], np.asarray(ents["neighbor"]["index"][rows], np.int64)
+                tiles = ents["neighbor"]["tiles"]
+                index = np.array(ents["neighbor"]["index"][rows], dtype=np.int64)  # one copy, shifted in place
+                if tile_off:
+                    index[index >= 0] += tile_off
                 tile_parts.append(tiles)
-                nb_idx.append(np.where(index >= 0, index + tile_off, -1))
+                nb_idx.append(index)
                 tile_off += n + len(tiles)
             else:
                 tile_off += n
@@ -152,7 +155,7 @@ class FeatureSet:
         out: dict[str, Any] = {
             "tiles": Rows(tile_parts),
             "global_index": np.concatenate(g_idx),
-            "neighbor_index": np.concatenate(nb_idx) if len(nb_idx) == len(sections) else None,
+            "neighbor_index": _concat(nb_idx) if len(nb_idx) == len(sections) else None,
             "tokens": None,
         }
         if len(tok_idx) == len(sections):
@@ -174,3 +177,8 @@ class FeatureSet:
         out = np.zeros((*index.shape, table.shape[1]), np.float32)
         out[index >= 0] = table[index[index >= 0]]
         return out
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate, without a copy for a single part (a whole-slide section's index is large)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

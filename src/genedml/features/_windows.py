@@ -3,7 +3,12 @@
 * **target**: a square window centred on the spot, ``target_px`` pixels a side at native full resolution
   (the paper's choice), or a physical size (``target_um`` at ``target_mpp`` µm/px) resampled;
 * **neighbour**: a 5 × 5 grid of tiles of the target window's size centred on the spot, row-major (row = y); a tile
-  that is not entirely inside the image is masked (``False``) and left zero;
+  that is not entirely inside the image is masked (``False``) and left zero. On a square bin lattice (Visium HD:
+  sections whose metadata give ``bin_size_um`` and ``spot_shape="square"``) the grid follows the lattice instead:
+  the tile at grid offset ``(dy, dx)`` is the target window of the bin ``m·dy`` rows and ``m·dx`` columns away
+  (``m`` = window / bin pitch, rounded, at least 1), or, where no such bin exists, one tile per empty lattice cell
+  shared by every bin that sees it (:class:`BinLattice`), so a bin pitch that is not a whole number of pixels
+  cannot make every bin's 25 tiles distinct;
 * **global**: the pooled target windows of all spots of a section (no extra pixels).
 
 Pixels of a partly outside target window are zero-padded; windows are never shifted. When more than 25% of the
@@ -19,12 +24,23 @@ import numpy as np
 
 from .._docs import inject_docs
 from .._validators import assert_one_of, assert_positive_int
+from ._bins import BinLattice, bin_lattice, bin_neighbor_origins, lattice_step
 from ._images import Level, SectionImage, open_source
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["GRID", "SectionGeometry", "SpotWindows", "WindowSpec", "resample", "section_geometry", "spot_windows"]
+__all__ = [
+    "GRID",
+    "BinLattice",
+    "SectionGeometry",
+    "SpotWindows",
+    "WindowSpec",
+    "bin_lattice",
+    "resample",
+    "section_geometry",
+    "spot_windows",
+]
 
 GRID = 5
 """Side of the neighbour grid (5 × 5 tiles)."""
@@ -87,6 +103,7 @@ class SectionGeometry:
     centers: np.ndarray  # (n, 2) continuous level coordinates (x, y)
     origins: np.ndarray  # (n, 2) int64 target-window origin (y, x) in level pixels
     neighbor_grid: str = "spot"
+    lattice: BinLattice | None = None  # square bins: neighbour tiles follow the bin lattice (both grids)
 
     @property
     def window_um(self) -> float:
@@ -98,22 +115,58 @@ class SectionGeometry:
         """µm per pixel of the resampled window."""
         return self.window_um / self.out_px
 
-    def neighbor_origins(self) -> np.ndarray:
-        """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y).
+    def neighbor_origins(self, spots: np.ndarray | None = None) -> np.ndarray:
+        """``(n, 25, 2)`` tile origins ``(y, x)``, row-major over the 5 × 5 grid (row = y), of ``spots`` (default all).
 
         ``"spot"`` grid: tiles centred on the spot's window. ``"lattice"``: each tile snapped to the nearest tile of a
         section-wide grid of ``crop_px`` tiles (anchored by `lattice_anchor`), so that neighbouring spots share tiles.
+        On a bin lattice (``lattice`` set), either grid: the windows of the bins ``lattice_step`` cells apart (see
+        `bin_neighbor_origins`).
         """
+        if self.lattice is not None:
+            return self.bin_neighbor_origins(spots)
+        origins = self.origins if spots is None else self.origins[np.asarray(spots, dtype=np.int64)]
+        return self._neighbor_origins_of(origins)
+
+    def _neighbor_origins_of(self, origins: np.ndarray) -> np.ndarray:
         steps = (np.arange(GRID) - GRID // 2) * self.crop_px
         dy, dx = np.meshgrid(steps, steps, indexing="ij")
         delta = np.stack([dy.ravel(), dx.ravel()], axis=1)
         if self.neighbor_grid == "lattice":
             # the centre tile is the lattice tile nearest to the spot's window; the grid around it stays 5 × 5
             anchor = self.lattice_anchor()
-            steps_ = np.floor((self.origins - anchor) / self.crop_px + 0.5).astype(np.int64)
+            steps_ = np.floor((origins - anchor) / self.crop_px + 0.5).astype(np.int64)
             centre = steps_ * self.crop_px + anchor
             return centre[:, None, :] + delta[None]
-        return self.origins[:, None, :] + delta[None]
+        return origins[:, None, :] + delta[None]
+
+    @property
+    def lattice_step(self) -> int:
+        """Bins between neighbour tiles on a bin lattice: window / bin pitch, rounded, at least 1 (0 without one)."""
+        if self.lattice is None:
+            return 0
+        return lattice_step(self.crop_px, self.bin_pitch_px)
+
+    @property
+    def bin_pitch_px(self) -> float:
+        """Bin pitch in level pixels (NaN without a bin lattice)."""
+        if self.lattice is None:
+            return float("nan")
+        return self.lattice.bin_um / (self.mpp_full * self.level.scale)
+
+    def bin_neighbor_origins(self, spots: np.ndarray | None = None) -> np.ndarray:
+        """``(n, 25, 2)`` neighbour tile origins on the bin lattice: bins' own windows, one tile per empty cell."""
+        if self.lattice is None:
+            raise ValueError(f"section {self.section!r} has no bin lattice.")
+        return bin_neighbor_origins(
+            self.origins,
+            self.centers,
+            self.lattice,
+            step=self.lattice_step,
+            crop_px=self.crop_px,
+            pitch_px=self.bin_pitch_px,
+            spots=spots,
+        )
 
     def lattice_anchor(self) -> np.ndarray:
         """``(2,)`` offset of the ``"lattice"`` grid: per axis, the most common spot-window origin modulo ``crop_px``.
@@ -134,8 +187,8 @@ class SectionGeometry:
         return (o[..., 0] >= 0) & (o[..., 1] >= 0) & (o[..., 0] + n <= H) & (o[..., 1] + n <= W)
 
     def to_dict(self) -> dict:
-        """Per-section provenance for ``uns``."""
-        return {
+        """Per-section provenance for ``uns``; ``bin_lattice`` only on a bin lattice (so other keys are unchanged)."""
+        out = {
             "level": int(self.level.index),
             "neighbor_grid": self.neighbor_grid,
             "level_scale": float(self.level.scale),
@@ -145,19 +198,37 @@ class SectionGeometry:
             "um_per_px": float(self.out_mpp),
             "neighbor_um": float(GRID * self.window_um),
         }
+        if self.lattice is not None:
+            out["bin_lattice"] = {**self.lattice.to_dict(), "step_bins": self.lattice_step}
+        return out
 
 
 def section_geometry(
-    image: SectionImage, spec: WindowSpec, xy_full: np.ndarray, *, mpp_full: float, section: str
+    image: SectionImage,
+    spec: WindowSpec,
+    xy_full: np.ndarray,
+    *,
+    mpp_full: float,
+    section: str,
+    lattice: BinLattice | None = None,
 ) -> SectionGeometry:
-    """Choose the pyramid level and place the target windows of spots at full-resolution ``xy_full`` ``(n, 2)``."""
+    """Choose the pyramid level and place the target windows of spots at full-resolution ``xy_full`` ``(n, 2)``.
+
+    ``lattice`` (the section's square bin lattice, :func:`bin_lattice`, one cell per spot of ``xy_full``) makes the
+    neighbour tiles follow the bins.
+    """
+    if lattice is not None and len(lattice.rows) != len(xy_full):
+        n_cells = len(lattice.rows)
+        raise ValueError(f"section {section!r}: the bin lattice has {n_cells} cells for {len(xy_full)} spots.")
     side_full = spec.out_px if spec.target_um is None else spec.target_um / mpp_full
     level = image.choose_level(side_full / spec.out_px)
     crop = max(1, int(round(side_full / level.scale)))
     centers = level.to_level(xy_full)
     origin_xy = np.floor(centers - crop / 2 + 0.5).astype(np.int64)
     origins = origin_xy[:, ::-1].copy()
-    return SectionGeometry(section, level, crop, spec.out_px, mpp_full, centers, origins, spec.neighbor_grid)
+    return SectionGeometry(
+        section, level, crop, spec.out_px, mpp_full, centers, origins, spec.neighbor_grid, lattice=lattice
+    )
 
 
 def check_spots_inside(image: SectionImage, xy_full: np.ndarray, *, section: str, ids=None) -> None:
@@ -261,7 +332,9 @@ def spot_windows(
         Output resolution in µm/px (e.g. 0.5 → 224 px cover 112 µm).
     neighbor_grid
         ``"spot"`` (tiles centred on the spot) or ``"lattice"`` (tiles snapped to a section-wide grid); see
-        :class:`~genedml.features.FeatureSpec`.
+        :class:`~genedml.features.FeatureSpec`. On a square bin lattice (Visium HD) both follow the bins: the tile
+        at grid offset ``(dy, dx)`` is the window of the bin ``m·dy`` rows and ``m·dx`` columns away (``m`` =
+        window / bin pitch, rounded, at least 1), one shared tile per empty lattice cell.
     {table_key}
 
     Returns
@@ -289,7 +362,15 @@ def spot_windows(
     if idx.size and (idx.min() < 0 or idx.max() >= len(xy)):
         raise ValueError(f"`spots` must index the {len(xy)} spots of section {section!r}, got {idx.tolist()[:5]}.")
     check_spots_inside(image, xy[idx], section=section, ids=idx)
-    geo = section_geometry(image, spec, xy[idx], mpp_full=pixel_size(sdata, section), section=section)
+    lattice = bin_lattice(sdata, section, table_key=table_key) if scale == "neighbor" else None
+    mpp = pixel_size(sdata, section)
+    if lattice is None:
+        geo = section_geometry(image, spec, xy[idx], mpp_full=mpp, section=section)
+        nb = geo.neighbor_origins()
+    else:  # the neighbours of a bin are other bins: place every bin, then take the tiles of those asked for
+        geo = section_geometry(image, spec, xy, mpp_full=mpp, section=section, lattice=lattice)
+        nb = geo.neighbor_origins(idx)
+        geo.origins, geo.centers = geo.origins[idx], geo.centers[idx]
     warn_padding(geo)
     source = open_source(geo.level)
     if scale == "target":
@@ -298,8 +379,8 @@ def spot_windows(
             source.cut(geo.origins, geo.crop_px, buf)
         imgs = resample(buf, geo.out_px).transpose(0, 2, 3, 1)
         return SpotWindows(np.ascontiguousarray(imgs), np.ones(len(idx), bool), geo.to_dict())
-    origins = geo.neighbor_origins().reshape(-1, 2)
-    mask = geo.neighbor_mask().reshape(-1)
+    origins = nb.reshape(-1, 2)
+    mask = geo.neighbor_mask(nb).reshape(-1)
     buf = np.zeros((len(origins), 3, geo.crop_px, geo.crop_px), np.uint8)
     if mask.any():
         tiles = np.empty((int(mask.sum()), 3, geo.crop_px, geo.crop_px), np.uint8)

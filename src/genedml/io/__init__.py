@@ -7,6 +7,7 @@ from ._slide import read_slide
 from ._st import read_st
 from ._views import he_only, section_thumbnail
 from ._visium import read_visium
+from ._visium_hd import read_visium_hd
 from ._zarr import read_zarr, write_zarr
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "read_slide",
     "read_st",
     "read_visium",
+    "read_visium_hd",
     "read_zarr",
     "section_obs",
     "section_thumbnail",

@@ -21,6 +21,8 @@ from ._train_config import TrainConfig
 from ._weights_file import WeightsFile
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from spatialdata import SpatialData
 
     from ..dataloaders import SpotData
@@ -209,6 +211,8 @@ class SpotModel(WeightsFile, Checkpointed):
             "pitch_um": first.get("pitch_um"),
             "spot_diameter_um": first.get("spot_diameter_um"),
         }
+        if first.get("spot_shape") == "square" and first.get("bin_size_um"):  # trained on bins (Visium HD)
+            geo |= {"spot_shape": "square", "bin_size_um": first.get("bin_size_um")}
         if self.encoder_info_ is None:
             self.encoder_info_ = {}
         self.encoder_info_["geometry"] = _plain(geo)
@@ -300,6 +304,7 @@ class SpotModel(WeightsFile, Checkpointed):
         stack_of = np.empty(table.n_obs, np.int64)
         stack_of[order] = np.arange(len(order))
         perm = stack_of[rows]
+        identity = bool(np.array_equal(perm, np.arange(len(perm))))  # one section, or sections not interleaved
         tokens = parts["tokens"]
         names = sorted(set(sec_col[rows]))
         nb = parts["neighbor_index"]
@@ -307,7 +312,7 @@ class SpotModel(WeightsFile, Checkpointed):
             target=None if tokens is None else tokens[0].subset(perm),
             tiles=parts["tiles"],
             global_index=parts["global_index"][perm],
-            neighbor_index=np.zeros((len(rows), 0), np.int64) if nb is None else nb[perm],
+            neighbor_index=np.zeros((len(rows), 0), np.int64) if nb is None else (nb if identity else nb[perm]),
             pos=table.obs[[Keys.array_row, Keys.array_col]].to_numpy()[rows].astype(np.int64),
             section=np.searchsorted(np.array(names), sec_col[rows]),
             section_names=names,
@@ -377,6 +382,38 @@ class SpotModel(WeightsFile, Checkpointed):
         self.check_geometry(sdata, sections=secs, table_key=table_key)
         data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
         return self._predict_data(data)
+
+    def predict_chunks(
+        self,
+        sdata: SpatialData,
+        *,
+        sections: list[str] | None = None,
+        table_key: str | None = None,
+        chunk_size: int | None = None,
+        progress: bool | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Like `predict`, chunk by chunk: yields ``(rows, pred)`` for consecutive rows of the spots of ``sections``.
+
+        ``rows`` index the table order restricted to ``sections``. Gene-DML keeps memory bounded by one chunk
+        (``chunk_size`` spots, default 65,536) and one band of the global encoder, whatever the number of spots;
+        the baselines predict at once and then yield the slices.
+        """
+        from .. import io as gio
+
+        if not self.is_ready():
+            raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
+        if chunk_size is not None:
+            assert_positive_int(chunk_size, name="chunk_size")
+        secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
+        self.check_geometry(sdata, sections=secs, table_key=table_key)
+        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
+        yield from self._iter_predict(data, chunk=chunk_size)
+
+    def _iter_predict(self, data: SpotData, *, chunk: int | None = None, bar=None):
+        pred = self._predict_data(data)
+        step = chunk or len(pred) or 1
+        for s in range(0, len(pred), step):
+            yield np.arange(s, min(len(pred), s + step)), pred[s : s + step]
 
     def is_ready(self) -> bool:
         """Whether `predict` can run."""

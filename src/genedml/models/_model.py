@@ -96,19 +96,16 @@ class GeneDML(NetworkModel, SpotModel):
         return self
 
     def _predict_data(self, data: SpotData) -> np.ndarray:
-        import torch
-
-        net = self.net.eval()
-        out = np.zeros((len(data), len(self.genes_)), dtype=np.float32)
-        with torch.inference_mode():
-            for code in range(len(data.section_names)):
-                rows = data.section_rows(code)
-                first = data.batch(rows[:1])
-                tokens = net.encode_sections(first.section_feats, first.section_pos)  # once per section
-                for i in range(0, len(rows), 512):
-                    b = data.batch(rows[i : i + 512])
-                    out[b.rows.numpy()] = net(**b.inputs(), section_tokens=tokens).pred.float().numpy()
+        out = np.empty((len(data), len(self.genes_)), dtype=np.float32)
+        for rows, pred in self._iter_predict(data):
+            out[rows] = pred
         return out
+
+    def _iter_predict(self, data: SpotData, *, chunk: int | None = None, bar=None):
+        """Predictions chunk by chunk, in bounded memory (see `genedml.models._stream`)."""
+        from ._stream import CHUNK_SPOTS, iter_predictions
+
+        return iter_predictions(self.net, data, chunk=chunk or CHUNK_SPOTS, bar=bar)
 
     # ------------------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -44,7 +44,7 @@ def spot_grid(
     pitch_um: float | None = None,
     diameter_um: float | None = None,
     model=None,
-    grid: str = "st",
+    grid: str | None = None,
     min_tissue_fraction: float = 0.5,
     patient: str | None = None,
     new_shapes_key: str | None = None,
@@ -72,7 +72,11 @@ def spot_grid(
     model
         A trained `GeneDML`; supplies the default geometry.
     grid
-        ``"st"`` (square) or ``"hex"`` (Visium: odd rows offset by half a pitch, columns numbered in steps of 2).
+        ``"st"`` (square) or ``"hex"`` (Visium: odd rows offset by half a pitch, columns numbered in steps of 2), or
+        ``"bins"``: Visium-HD-like square bins of side ``pitch_um`` (``diameter_um`` defaults to the pitch), recorded
+        as a bin lattice (``bin_size_um``, ``spot_shape="square"``) so that neighbour tiles are the neighbouring
+        bins' own windows (about one encoder pass per bin at any pixel size). ``None``: ``"bins"`` for a model
+        trained on bins, else ``"st"``.
     min_tissue_fraction
         Keep a spot when at least this fraction of its disc is tissue.
     patient
@@ -90,10 +94,20 @@ def spot_grid(
     0
     """
     assert_key_in_sdata(sdata, image_key, attr="images", name="image_key")
-    assert_one_of(grid, ("st", "hex"), name="grid")
+    if grid is None:
+        grid = "bins" if ((getattr(model, "geometry_", None) or {}).get("spot_shape") == "square") else "st"
+    assert_one_of(grid, ("st", "hex", "bins"), name="grid")
     assert_in_range(min_tissue_fraction, name="min_tissue_fraction", low=0.0, high=1.0)
     section = image_key[: -len(Keys.image_suffix)] if image_key.endswith(Keys.image_suffix) else image_key
+    bin_side = grid == "bins" and diameter_um is None  # a bin's side is the pitch
     pitch_um, diameter_um = _geometry(model, pitch_um, diameter_um)
+    if bin_side:
+        diameter_um = pitch_um
+    if grid == "bins" and abs(diameter_um - pitch_um) > 1e-6 * pitch_um:
+        raise ValueError(
+            f"`grid`='bins' lays square bins of side `pitch_um`={pitch_um:g}: `diameter_um`={diameter_um:g} must "
+            "equal it (or be left out)."
+        )
     if patient is None:
         slide = getattr(sdata, "attrs", {}).get(Keys.uns, {}).get("slides", {}).get(section, {})
         patient = str(slide.get("patient", "unknown"))
@@ -204,17 +218,16 @@ def _write(sdata, section, patient, xy, rc, radius_px, mpp, shapes_key, table_ke
     )
     adata = ad.AnnData(X=sp.csr_matrix((n, 0), dtype=np.float32), obs=obs)
     adata.obsm[Keys.spatial] = xy.astype(np.float64)
-    adata.uns[Keys.uns] = {
-        "sections": {
-            section: {
-                "patient": patient,
-                "technology": "spot_grid",
-                "grid": grid,
-                "spot_diameter_um": diameter_um,
-                "pitch_um": pitch_um,
-            }
-        }
+    meta = {
+        "patient": patient,
+        "technology": "spot_grid",
+        "grid": grid,
+        "spot_diameter_um": diameter_um,
+        "pitch_um": pitch_um,
     }
+    if grid == "bins":  # the bin lattice of features._bins: neighbour tiles are neighbouring bins' windows
+        meta |= {"bin_size_um": pitch_um, "spot_shape": "square"}
+    adata.uns[Keys.uns] = {"sections": {section: meta}}
     sdata.shapes[shapes_key] = shapes
     sdata.tables[table_key] = TableModel.parse(
         adata, region=shapes_key, region_key=Keys.region, instance_key=Keys.instance

@@ -11,6 +11,7 @@ from .._data_model import get_table
 from .._data_model import sections as _all_sections
 from .._keys import Keys
 from .._utils import resolve_progress
+from .._validators import assert_positive_int
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -30,6 +31,9 @@ def predict(
     interval: float | None = None,
     smooth: bool | str = False,
     table_key: str | None = None,
+    out: str | os.PathLike | None = None,
+    chunk_size: int | None = None,
+    overwrite: bool = False,
     progress: bool | None = None,
     copy: bool = False,
 ) -> SpatialData | None:
@@ -52,6 +56,16 @@ def predict(
 
     A table without genes (an H&E-only section from `gd.pp.spot_grid`) is replaced by one whose ``var`` is the model
     genes, with an empty sparse ``X``.
+
+    **Streaming (``out=``), for whole slides and Visium HD.** With ``out``, ``sdata`` is left untouched and the
+    predictions go into a new SpatialData zarr store at ``out``: the spots (the shapes the table annotates; not the
+    image) and a table of the predicted sections' spots whose ``var`` is the model genes, ``X`` an empty sparse
+    matrix and ``layers[key_added]`` a zarr array written one chunk of ``chunk_size`` spots at a time (plus the
+    spread layer of an ensemble), with the same ``var`` flag and ``uns`` provenance. Gene-DML then holds one chunk
+    of predictions and one band of its global encoder in memory, however many spots the slide has (features are
+    read from the feature store per batch); an ensemble still predicts its members at once. The store is written
+    to a temporary sibling and renamed when complete, so an interrupted run leaves no partial store. It is
+    returned opened lazily (`gd.tl.open_predictions`: layers are dask arrays).
 
     Parameters
     ----------
@@ -80,6 +94,12 @@ def predict(
         own ``key_added``).
     table_key
         Spot table.
+    out
+        Path of a new ``.zarr`` store to stream the predictions into (see above); ``None``: write into ``sdata``.
+    chunk_size
+        Spots per chunk of the streamed prediction and of the ``out`` layer (default 65,536).
+    overwrite
+        Replace an existing ``out`` store.
     progress
         Progress bars.
     copy
@@ -87,7 +107,7 @@ def predict(
 
     Returns
     -------
-    ``None``, or the modified copy when ``copy=True``.
+    ``None``, the modified copy when ``copy=True``, or the ``out`` store opened lazily.
 
     Examples
     --------
@@ -101,6 +121,15 @@ def predict(
     >>> gd.tl.predict(sdata, model, smooth=True, key_added="predicted_smooth")
     >>> sdata["table"].uns["genedml"]["predicted_smooth"]["smooth"]["grid"]
     {'S1': 'square', 'S2': 'square'}
+
+    Streamed into a new store:
+
+    >>> import tempfile, pathlib
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> res = gd.tl.predict(sdata, model, out=tmp / "pred.zarr", chunk_size=64)
+    >>> layer = res["table"].layers["predicted"]
+    >>> type(layer).__name__, layer.shape == (sdata["table"].n_obs, 20)
+    ('Array', True)
     """
     from ..models import EnsembleModel, Predictor
     from ._uncertainty import check_level
@@ -128,6 +157,26 @@ def predict(
         raise KeyError(f"`sections`: unknown section(s) {unknown}.")
     if weights is not None:
         model.set_weights(weights)  # an ensemble passes it to its members
+    if chunk_size is not None:
+        assert_positive_int(chunk_size, name="chunk_size")
+    if out is not None:
+        if smooth is not False or interval is not None or copy:
+            raise ValueError(
+                "`out` streams raw predictions: it cannot be combined with `smooth`, `interval` or `copy`."
+            )
+        from ._predict_out import predict_to_store
+
+        return predict_to_store(
+            sdata,
+            model,
+            out,
+            key_added=key_added,
+            sections=secs,
+            table_key=key,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+        )
     grid = _smooth_grid_arg(smooth)
     if smooth is True:  # the kernel of the model's own targets
         grid = str((getattr(model, "normalize_", None) or {}).get("grid", "auto"))
@@ -231,8 +280,6 @@ def _write_predictions(
     extra: dict | None = None,
     smoothing: dict | None = None,
 ) -> None:
-    from .._version import __version__
-
     extra = dict(extra or {})
     unc = extra.pop("_uns", None)
     sec = table.obs[Keys.section].astype(str).to_numpy()
@@ -257,10 +304,19 @@ def _write_predictions(
     flag = Keys.var_flag(key_added)
     table.var[flag] = table.var_names.isin(present)
     uns = table.uns.setdefault(Keys.uns, {})
-    uns[key_added] = {
+    uns[key_added] = _provenance(model, key_added=key_added, sections=sections, missing=missing, smoothing=smoothing)
+    if unc is not None:
+        uns[key_added]["uncertainty"] = unc
+
+
+def _provenance(model, *, key_added: str, sections: list[str], missing: list[str], smoothing: dict | None = None):
+    """``uns["genedml"][key_added]``: what made the predictions."""
+    from .._version import __version__
+
+    return {
         "params": {"sections": list(sections), "key_added": key_added},
         "genes": list(model.genes_),
-        "missing_genes": missing,
+        "missing_genes": list(missing),
         "model_hash": model.model_hash,
         "genedml_version": __version__,
         "encoder": dict(model.encoder_info_ or {}),
@@ -274,8 +330,6 @@ def _write_predictions(
         "fit": {k: v for k, v in model.fit_info_.items() if v is not None and k != "hpg"},
         "smooth": smoothing,
     }
-    if unc is not None:
-        uns[key_added]["uncertainty"] = unc
 
 
 def _table_with_genes(table, genes: list[str]):

@@ -174,6 +174,7 @@ def predict_slides(
             f"`out_dir`: {len(stale)} output(s) exist but are not recorded as done with this model and these options "
             f"(e.g. {stale[0]!r}); pass overwrite=True to recompute them, or choose another `out_dir`."
         )
+    out.mkdir(parents=True, exist_ok=True)
     if model_source is None:  # a model object: saved once into out_dir, loaded once by every worker
         model_source = _save_model(model_obj, out)
     rows = dict(previous)

@@ -150,10 +150,26 @@ def _predict_one(
     tmp = final.with_name(f".{final.name}.partial-{secrets.token_hex(4)}")
     try:
         predict_to_store(sdata, model, tmp, key_added=opts["key_added"], table_key=Keys.table, progress=False)
+        _add_slide_record(tmp, Keys.table, record)
         _swap_into_place(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return int(table.n_obs), sha
+
+
+def _add_slide_record(store: Path, key: str, record: dict) -> None:
+    """Put ``record`` into the stored table's ``uns["genedml"]["slide"]`` (the writer keeps only its provenance)."""
+    import anndata as ad
+    import zarr
+    from anndata.io import read_elem, write_elem
+
+    group = zarr.open_group(str(store / "tables" / key), mode="r+")
+    uns = dict(read_elem(group["uns"])) if "uns" in group else {}
+    if uns.get(Keys.uns, {}).get("slide") == record:
+        return
+    uns[Keys.uns] = {**dict(uns.get(Keys.uns) or {}), "slide": record}
+    with ad.settings.override(auto_shard_zarr_v3=False):  # the tables' unsharded layout, as gd.io.write_zarr
+        write_elem(group, "uns", uns)
 
 
 def _plain(value):

@@ -77,14 +77,24 @@ class WindowChunk(NamedTuple):
 
 
 def window_partition(
-    index: torch.Tensor, height: int, width: int, window: int, *, shift: bool = False, max_logits: int = _LOGIT_BUDGET
+    index: torch.Tensor,
+    height: int,
+    width: int,
+    window: int,
+    *,
+    shift: bool = False,
+    max_logits: int = _LOGIT_BUDGET,
+    extent: tuple[int, int] | None = None,
+    row_offset: int = 0,
 ) -> tuple[torch.Tensor, list[WindowChunk]]:
     """Group the spots of a grid into square windows, packed for batched attention.
 
     Cell ``(r, c)`` belongs to window ``((r + s_r) // window, (c + s_c) // window)``, where the shift ``s`` is
     ``window // 2`` along an axis longer than ``window`` when ``shift`` is set and 0 otherwise, so a grid that fits
     in one window is always one window. Empty windows are dropped. A chunk holds as many windows as keep
-    ``n_windows · length²`` within ``max_logits`` (at least one).
+    ``n_windows · length²`` within ``max_logits`` (at least one). When the grid is a band of rows of a section
+    (see :meth:`GlobalEncoder.forward`), ``extent`` is the whole section's ``(height, width)``, which decides the
+    shifts, and ``row_offset`` the section row of the band's first row, so the band has the section's windows.
 
     Returns
     -------
@@ -95,9 +105,10 @@ def window_partition(
     if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 1:
         raise ValueError(f"`window` must be a positive integer (grid cells), got {window!r}.")
     rows, cols = index // width, index % width
-    s_r = window // 2 if shift and height > window else 0
-    s_c = window // 2 if shift and width > window else 0
-    wr, wc = (rows + s_r) // window, (cols + s_c) // window
+    full_h, full_w = (height, width) if extent is None else extent
+    s_r = window // 2 if shift and full_h > window else 0
+    s_c = window // 2 if shift and full_w > window else 0
+    wr, wc = (rows + row_offset + s_r) // window, (cols + s_c) // window
     wid = wr * ((width + s_c) // window + 1) + wc
     _, inv, counts = torch.unique(wid, return_inverse=True, return_counts=True)
     # windows by decreasing size (ties by window id), spots of a window contiguous and in input order
@@ -191,7 +202,24 @@ class GlobalEncoder(nn.Module):
         """Whether a section of ``n_spots`` spots goes through windowed attention."""
         return self.attention == "windowed" or (self.attention == "auto" and n_spots > self.full_max_spots)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def receptive_rows(self) -> int:
+        """Grid rows beyond which a windowed encoder's output cannot see: ``depth · window + kernel // 2``.
+
+        Each windowed layer mixes a cell only with cells of its window (less than ``window`` rows away) and the
+        positional encoding with the cells of its kernel, so a token depends on no spot farther away than this.
+        """
+        return len(self.layers) * self.window + self.peg.conv.kernel_size[0] // 2
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, *, band: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """Tokens ``(N, dim)`` of spots ``x`` ``(N, dim)`` at integer grid positions ``pos`` ``(N, 2)``.
+
+        ``band``: ``(row0, height, width)`` when ``x`` holds only the spots of a band of grid rows ``r ≥ row0`` of a
+        section whose whole grid is ``height × width`` (``pos`` relative to the section's minimum row and column):
+        the band is encoded with the whole section's windows, so its rows farther than :meth:`receptive_rows` from
+        the band's edges get the whole section's tokens (to float tolerance). Always windowed.
+        """
+        if band is not None:
+            return self._forward_band(x, pos.to(x.device), *band)
         index, height, width = grid_index(pos.to(x.device))
         if not self.uses_windows(x.shape[0]):
             x = self.layers[0](x[None])
@@ -199,9 +227,22 @@ class GlobalEncoder(nn.Module):
             for layer in self.layers[1:]:
                 x = layer(x)
             return self.norm(x[0])
+        return self._windowed(x, index, height, width, (height, width))
+
+    def _forward_band(self, x: torch.Tensor, pos: torch.Tensor, row0: int, height: int, width: int) -> torch.Tensor:
+        rows = pos[:, 0].long() - row0
+        cols = pos[:, 1].long()
+        if len(rows) and (int(rows.min()) < 0 or int(cols.min()) < 0 or int(cols.max()) >= width):
+            raise ValueError("`band`: positions outside the band (rows from row0, columns below width).")
+        local_h = int(rows.max()) + 1 if len(rows) else 1
+        return self._windowed(x, rows * width + cols, local_h, width, (height, width), row0)
+
+    def _windowed(self, x, index, height: int, width: int, extent: tuple[int, int], row0: int = 0) -> torch.Tensor:
         budget = _LOGIT_BUDGET // self.layers[0].attn.heads
         parts = [
-            window_partition(index, height, width, self.window, shift=shift, max_logits=budget)
+            window_partition(
+                index, height, width, self.window, shift=shift, max_logits=budget, extent=extent, row_offset=row0
+            )
             for shift in (False, True)
         ]
         for i, layer in enumerate(self.layers):
@@ -219,19 +260,27 @@ def _windowed_layer(
     The whole layer runs a chunk of windows at a time (the norms, the feed-forward block and the residuals act per
     token, so this changes nothing but the working set), and no ``N × N`` matrix is ever formed.
     """
-    xs = x.index_select(0, order)
     dim = x.shape[1]
-    outs = []
-    for c in chunks:
-        tokens = xs[c.start : c.stop]
-        h = layer.norm1(tokens)
-        if c.slots is None:  # every window of the chunk is full: no padding, no mask
-            attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
-        else:
-            padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
-            mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=x.device).index_fill(0, c.slots, True)
-            attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
-            attn = attn.reshape(-1, dim).index_select(0, c.slots)
-        tokens = tokens + attn
-        outs.append(tokens + layer.ffn(layer.norm2(tokens)))
+    if not torch.is_grad_enabled():  # inference: gather and scatter per chunk (two copies of the tokens, not five)
+        out = torch.empty_like(x)
+        for c in chunks:
+            idx = order[c.start : c.stop]
+            out.index_copy_(0, idx, _chunk(layer, x.index_select(0, idx), c, dim))
+        return out
+    xs = x.index_select(0, order)
+    outs = [_chunk(layer, xs[c.start : c.stop], c, dim) for c in chunks]
     return torch.empty_like(x).index_copy(0, order, torch.cat(outs))
+
+
+def _chunk(layer: TransformerLayer, tokens: torch.Tensor, c: WindowChunk, dim: int) -> torch.Tensor:
+    """One transformer layer on the consecutive windows of chunk ``c`` (tokens in window order)."""
+    h = layer.norm1(tokens)
+    if c.slots is None:  # every window of the chunk is full: no padding, no mask
+        attn = layer.attn(h.view(c.n_windows, c.length, dim)).reshape(-1, dim)
+    else:
+        padded = h.new_zeros(c.n_windows * c.length, dim).index_copy(0, c.slots, h)
+        mask = torch.zeros(c.n_windows * c.length, dtype=torch.bool, device=h.device).index_fill(0, c.slots, True)
+        attn = layer.attn(padded.view(c.n_windows, c.length, dim), key_mask=mask.view(c.n_windows, c.length))
+        attn = attn.reshape(-1, dim).index_select(0, c.slots)
+    tokens = tokens + attn
+    return tokens + layer.ffn(layer.norm2(tokens))
