@@ -94,6 +94,7 @@ if ONLINE:
         "scanpy": ("https://scanpy.readthedocs.io/en/stable/", None),
         "torch": ("https://docs.pytorch.org/docs/stable/", None),
         "lightning": ("https://lightning.ai/docs/pytorch/stable/", None),
+        "distributed": ("https://distributed.dask.org/en/stable/", None),
     }
 intersphinx_timeout = 10
 

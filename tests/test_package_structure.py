@@ -18,6 +18,7 @@ HEAVY = ("torch", "timm", "lightning", "matplotlib", "scanpy", "squidpy")
 SIG_EXCEPTIONS = {
     "predict",  # gd.tl.predict(sdata, model): the model is the second positional (issue 4's API)
     "calibrate",  # gd.tl.calibrate(sdata, model): like predict, the model is the second positional (issue 14)
+    "predict_slides",  # gd.tl.predict_slides(paths, model): slide files, not a data object, then the model (issue 13)
     "get_predicted",  # accepts SpatialData or AnnData; a getter (house-style output contract)
     "load_features",  # a getter
 }

@@ -1,4 +1,4 @@
-"""The ``genedml`` command line: ``demo``, ``fit``, ``predict``, ``evaluate``, ``cv`` (a thin layer over the API)."""
+"""The ``genedml`` command line (demo, fit, predict, predict-slides, evaluate, cv): a thin layer over the API."""
 
 from ._main import main
 

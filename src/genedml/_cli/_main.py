@@ -132,6 +132,44 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slide_list(args: argparse.Namespace) -> list[str]:
+    """The slides named on the command line, then those of ``--slides-from`` (one a line; ``#`` comments)."""
+    slides = list(args.slides)
+    if args.slides_from:
+        check_input("--slides-from", args.slides_from, kind="file")
+        for line in Path(args.slides_from).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                slides.append(line)
+    if not slides:
+        raise ValueError("no slides: name slide files, or a list of them with --slides-from.")
+    return slides
+
+
+def _predict_slides(args: argparse.Namespace) -> int:
+    import genedml as gd
+
+    slides = _slide_list(args)
+    check_input("--model", args.model)
+    kw = {k: getattr(args, k) for k in ("pixel_size", "backend", "pitch_um", "diameter_um", "grid")}
+    kw |= {k: getattr(args, k) for k in ("min_tissue_fraction", "key_added", "threads_per_worker", "overwrite")}
+    manifest = gd.tl.predict_slides(
+        slides,
+        args.model,
+        out_dir=args.out,
+        scheduler=args.scheduler,
+        n_workers=args.n_workers,
+        progress=_progress(args),
+        **kw,
+    )
+    shown = manifest.assign(slide=[Path(p).name for p in manifest["slide"]])
+    _out(shown[["slide", "status", "n_spots", "seconds", "error"]].to_string(index=False))
+    counts = manifest["status"].value_counts()
+    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "skipped", "failed"))
+    _out(f"{summary}; wrote {Path(args.out) / 'manifest.csv'}")
+    return EXIT_FAILURE if counts.get("failed", 0) else 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import genedml as gd
 
@@ -251,6 +289,33 @@ def _commands(demo_fit: dict) -> list[tuple]:
             },
         ),
         (
+            "predict-slides", _predict_slides,
+            "predict many slide files in parallel (Dask), resumably: one OUT/<slide>.zarr each, OUT/manifest.csv",
+            "Per slide: read the file, find the tissue, lay the model's spot grid, predict. Slides done earlier with "
+            "the same model and options are skipped; a failed slide is reported and the others go on (exit status "
+            "1 when any failed).\n"
+            "Example: genedml predict-slides --model run/model.pt --out cohort/ --n-workers 4 slides/*.svs\n"
+            "On a cluster: genedml predict-slides --model run/model.pt --out cohort/ --scheduler tcp://HOST:8786 "
+            "--slides-from slides.txt",
+            True,
+            {
+                "model": ("model file written by `genedml fit` (or an ensemble's folder)", REQUIRED),
+                "out": ("output folder: one .zarr per slide and manifest.csv", REQUIRED),
+                "slides-from": "text file listing slide files, one a line (after any given as arguments)",
+                "pixel-size": ("µm per pixel of the slides' finest level, when the files record none", {"type": float}),
+                "backend": ("slide reader", {"default": "tiffslide", "choices": ["tiffslide", "openslide"]}),
+                "pitch-um": ("spot pitch in µm (default: the model's)", {"type": float}),
+                "diameter-um": ("spot diameter in µm (default: the model's)", {"type": float}),
+                "grid": ("spot lattice", {"default": "st", "choices": ["st", "hex"]}),
+                "min-tissue-fraction": ("keep a spot with this much tissue", {"type": float, "default": 0.5}),
+                "key-added": ("layer of the predictions", {"default": "predicted"}),
+                "scheduler": "'sync' (this process, no Dask) or a Dask scheduler address (default: a local cluster)",
+                "n-workers": ("worker processes of the local cluster (default: one per core)", {"type": int}),
+                "threads-per-worker": ("threads of each local worker", {"type": int, "default": 1}),
+                "overwrite": "recompute outputs in --out that were made with another model or options",
+            },
+        ),
+        (
             "evaluate", _evaluate, "score the predictions in a .zarr, section by section (section: evaluate)",
             f"Example: genedml evaluate --data pred.zarr --out scores.csv\nYAML: {DOCS}.",
             False,
@@ -289,7 +354,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"genedml {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, func, summary, epilog, progress, options in _commands(DEMO_FIT):
-        _options(_sub(sub, name, func, summary, epilog, progress=progress), **options)
+        cmd = _sub(sub, name, func, summary, epilog, progress=progress)
+        if name == "predict-slides":
+            cmd.add_argument("slides", nargs="*", metavar="SLIDE", help="slide files (.svs, .ndpi, .tif, …)")
+        _options(cmd, **options)
     k = _sub(
         sub, "cache", _cache, "show or clear the on-disk feature cache of gd.tl.embed",
         "The cache lives in gd.settings.cachedir (environment variable GENEDML_CACHEDIR).", progress=False,

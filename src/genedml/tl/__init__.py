@@ -8,6 +8,7 @@ from ._get import get_predicted
 from ._predict import predict
 from ._predict_out import open_predictions
 from ._pretrain import PretrainResult, pretrain_encoder
+from ._slides import predict_slides
 from ._uncertainty import calibrate
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "get_predicted",
     "open_predictions",
     "predict",
+    "predict_slides",
     "pretrain_encoder",
 ]
 
