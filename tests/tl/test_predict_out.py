@@ -91,4 +91,4 @@ def test_out_path_checks(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         gd.tl.predict(sdata, model, out=tmp_path / "no" / "x.zarr")
     with pytest.raises(FileNotFoundError, match="no table"):
-        gd.tl.open_predictions(tmp_path)
+        gd.io.read_predictions(tmp_path)

@@ -306,7 +306,10 @@ def _commands(demo_fit: dict) -> list[tuple]:
                 "backend": ("slide reader", {"default": "tiffslide", "choices": ["tiffslide", "openslide"]}),
                 "pitch-um": ("spot pitch in µm (default: the model's)", {"type": float}),
                 "diameter-um": ("spot diameter in µm (default: the model's)", {"type": float}),
-                "grid": ("spot lattice", {"default": "st", "choices": ["st", "hex"]}),
+                "grid": (
+                    "spot lattice (default: 'bins' for a model trained on bins, else 'st')",
+                    {"default": None, "choices": ["st", "hex", "bins"]},
+                ),
                 "min-tissue-fraction": ("keep a spot with this much tissue", {"type": float, "default": 0.5}),
                 "key-added": ("layer of the predictions", {"default": "predicted"}),
                 "scheduler": "'sync' (this process, no Dask) or a Dask scheduler address (default: a local cluster)",

@@ -3,6 +3,7 @@
 from .._data_model import get_table, image_shape, pixel_size, section_obs, sections, spot_centers
 from ._hest import read_hest
 from ._model import SectionData, ValidationError, build_sdata, validate
+from ._predictions import read_predictions
 from ._slide import read_slide
 from ._st import read_st
 from ._views import he_only, section_thumbnail
@@ -19,6 +20,7 @@ __all__ = [
     "image_shape",
     "pixel_size",
     "read_hest",
+    "read_predictions",
     "read_slide",
     "read_st",
     "read_visium",

@@ -6,7 +6,6 @@ from ._evaluate import evaluate
 from ._fit import fit
 from ._get import get_predicted
 from ._predict import predict
-from ._predict_out import open_predictions
 from ._pretrain import PretrainResult, pretrain_encoder
 from ._slides import predict_slides
 from ._uncertainty import calibrate
@@ -20,7 +19,6 @@ __all__ = [
     "evaluate",
     "fit",
     "get_predicted",
-    "open_predictions",
     "predict",
     "predict_slides",
     "pretrain_encoder",

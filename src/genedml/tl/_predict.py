@@ -65,7 +65,7 @@ def predict(
     of predictions and one band of its global encoder in memory, however many spots the slide has (features are
     read from the feature store per batch); an ensemble still predicts its members at once. The store is written
     to a temporary sibling and renamed when complete, so an interrupted run leaves no partial store. It is
-    returned opened lazily (`gd.tl.open_predictions`: layers are dask arrays).
+    returned opened lazily (`gd.io.read_predictions`: layers are dask arrays).
 
     Parameters
     ----------

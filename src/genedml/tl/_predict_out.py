@@ -21,7 +21,7 @@ from .._utils import atomic_path, resolve_progress
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-__all__ = ["open_predictions", "predict_to_store"]
+__all__ = ["predict_to_store"]
 
 _ENCODING = {"encoding-type": "array", "encoding-version": "0.2.0"}
 
@@ -41,7 +41,7 @@ def predict_to_store(
     """Write ``model``'s predictions for the spots of ``sections`` into a new SpatialData zarr store at ``out``.
 
     See `gd.tl.predict` (``out=``) for the contract. Returns the written store opened lazily
-    (`open_predictions`).
+    (`genedml.io.read_predictions`).
     """
     import anndata as ad
 
@@ -83,50 +83,9 @@ def predict_to_store(
         uns = {Keys.uns: {key_added: _provenance(model, key_added=key_added, sections=sections, missing=[])}}
         uns[Keys.uns][key_added]["out"] = {"chunk_size": chunk, "layers": names}
         _write_uns(group, skeleton.tables[key].uns, uns)
-    return open_predictions(out, table_key=key)
+    from ..io import read_predictions
 
-
-def open_predictions(path: str | os.PathLike, *, table_key: str | None = None) -> SpatialData:
-    """Open a store written by ``gd.tl.predict(..., out=path)``: the spots in memory, every layer lazy (dask).
-
-    Parameters
-    ----------
-    path
-        The ``.zarr`` store.
-    table_key
-        Its table (default ``"table"``).
-
-    Returns
-    -------
-    A SpatialData whose table's layers are dask arrays read from the store chunk by chunk.
-    """
-    import anndata as ad
-    import scipy.sparse as sp
-    import spatialdata as sd
-    import zarr
-    from anndata.experimental import read_elem_lazy
-
-    key = Keys.table if table_key is None else table_key
-    path = Path(path)
-    if not (path / "tables" / key).is_dir():
-        raise FileNotFoundError(f"`path`={str(path)!r} holds no table {key!r} written by gd.tl.predict(..., out=).")
-    shapes = sd.read_zarr(path, selection=("shapes",))
-    group = zarr.open_group(str(path / "tables" / key), mode="r")
-    elems = {k: ad.io.read_elem(group[k]) for k in ("obs", "var", "uns", "obsm") if k in group}
-    layers = {name: read_elem_lazy(group["layers"][name]) for name in group["layers"].array_keys()}
-    attrs = elems.get("uns", {}).get("spatialdata_attrs")
-    if attrs is not None and not isinstance(attrs["region"], str):  # read back as an array
-        attrs["region"] = [str(r) for r in attrs["region"]]
-
-    table = ad.AnnData(
-        X=sp.csr_matrix((len(elems["obs"]), len(elems["var"])), dtype=np.float32),
-        obs=elems["obs"],
-        var=elems["var"],
-        uns=elems.get("uns", {}),
-        obsm=elems.get("obsm", {}),
-        layers=layers,
-    )
-    return sd.SpatialData(shapes=dict(shapes.shapes), tables={key: table})
+    return read_predictions(out, table_key=key)
 
 
 def _check_out(out, *, overwrite: bool) -> Path:

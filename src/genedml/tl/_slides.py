@@ -41,7 +41,7 @@ def predict_slides(
     backend: str = "tiffslide",
     pitch_um: float | None = None,
     diameter_um: float | None = None,
-    grid: str = "st",
+    grid: str | None = None,
     min_tissue_fraction: float = 0.5,
     key_added: str = Keys.predicted,
     weights: str | os.PathLike | None = None,
@@ -88,7 +88,8 @@ def predict_slides(
     pixel_size, backend
         Passed to `gd.io.read_slide` for every slide (``pixel_size``: µm/px when the files record none).
     pitch_um, diameter_um, grid, min_tissue_fraction
-        Passed to `gd.pp.spot_grid` (default geometry: the model's training geometry).
+        Passed to `gd.pp.spot_grid` (default geometry: the model's training geometry; ``grid=None``: ``"bins"``
+        for a model trained on bins, else ``"st"``).
     key_added
         Layer of the predictions in each output table.
     weights
@@ -250,7 +251,8 @@ def _check_options(pixel_size, backend, pitch_um, diameter_um, grid, min_tissue_
     for name, v in (("pitch_um", pitch_um), ("diameter_um", diameter_um)):
         if v is not None:
             assert_in_range(v, name=name, low=0, inclusive=False)
-    assert_one_of(grid, ("st", "hex"), name="grid")
+    if grid is not None:
+        assert_one_of(grid, ("st", "hex", "bins"), name="grid")
     assert_in_range(min_tissue_fraction, name="min_tissue_fraction", low=0.0, high=1.0)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"`key_added` must be a non-empty string, got {key_added!r}.")
