@@ -2,9 +2,9 @@
 
 Each size is one H&E-only slide written once as a tiled, pyramidal JPEG TIFF with resolution tags (lazily
 generated tissue-like texture: pink stroma with purple nuclei on a lattice of 6 µm cells, pale margins), with
-Visium-HD-like square bins (default 8 µm) laid by `gd.pp.spot_grid`. A tiny model (random-init ``test_resnet``,
-``config="cpu"``, one epoch on the tiny synthetic data at the same µm/px) is trained once. Then, per size, in a
-fresh process with one torch thread (peak RSS from ``resource.getrusage``):
+Visium-HD-like square bins (default 8 µm) laid by ``gd.pp.spot_grid(grid="bins")``. A tiny model (random-init
+``test_resnet``, ``config="cpu"``, one epoch on the tiny synthetic data at the same µm/px) is trained once. Then,
+per size, in a fresh process with one torch thread (peak RSS from ``resource.getrusage``):
 
 1. ``gd.io.read_slide`` and ``gd.pp.spot_grid(grid="bins")`` (tissue detection on a low-resolution level; square
    bins recorded as a bin lattice, so neighbour tiles are the bins' own windows);
@@ -15,11 +15,11 @@ fresh process with one torch thread (peak RSS from ``resource.getrusage``):
 
 Printed per size: spots, seconds per stage, spots/s, encoder forward share of the wall time (read + grid + embed +
 predict), global-pathway share of predict, peak RSS, store size (feature entries + prediction store). Ratios:
-t(largest)/t(previous) against the spots ratio (linear time ⇒ equal). ``--cohort N`` also predicts N small slides
-with ``gd.tl.predict_slides`` on 1 and 2 Dask workers and sequentially, and checks the tables are identical.
+t(largest)/t(previous) against the spots ratio (linear time ⇒ equal). The cohort measurement (``predict_slides``
+on 1 and 2 Dask workers against sequential prediction) is ``benchmarks/bench_cohort.py``.
 
     python benchmarks/bench_scale.py                                  # 10k, 100k, 1M bins (≈ 10–15 min here)
-    python benchmarks/bench_scale.py --sizes 10000 100000 --cohort 4  # quicker, plus the cohort run
+    python benchmarks/bench_scale.py --sizes 10000 100000             # quicker
 """
 
 from __future__ import annotations
@@ -213,7 +213,6 @@ def main() -> None:
     ap.add_argument("--encoder", default="test_resnet")
     ap.add_argument("--genes", type=int, default=50)
     ap.add_argument("--workdir", type=Path, default=None, help="slides and model are kept here (default: a temp dir)")
-    ap.add_argument("--cohort", type=int, default=0, help="also run predict_slides on this many small slides")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for a in ("--slide", "--cache", "--out", "--model"):
         ap.add_argument(a, help=argparse.SUPPRESS)

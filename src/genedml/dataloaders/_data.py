@@ -60,7 +60,8 @@ class SpotData:
     def __post_init__(self) -> None:
         n = len(self.section)
         self.global_index = np.asarray(self.global_index, dtype=np.int64)
-        self.neighbor_index = np.asarray(self.neighbor_index, dtype=np.int64)
+        nb = np.asarray(self.neighbor_index)
+        self.neighbor_index = nb if nb.dtype in (np.int32, np.int64) else nb.astype(np.int64)
         shapes = {
             "global_index": len(self.global_index),
             "neighbor_index": len(self.neighbor_index),

@@ -131,6 +131,11 @@ class FeatureSet:
         tok_parts: list[list[np.ndarray]] = [[] for _ in range(variants)]
         g_idx, nb_idx, tok_idx = [], [], []
         tile_off = tok_off = 0
+        total = sum(
+            len(self.entries[s]["global"]["pooled"]) + len(self.entries[s].get("neighbor", {}).get("tiles", ()))
+            for s in sections
+        )
+        idx_dtype = np.int32 if total < 2**31 else np.int64  # half the memory of a whole slide's (n, 25) index
         for s in sections:
             ents, rows = self.entries[s], np.asarray(local_rows[s], dtype=np.int64)
             pooled = ents["global"]["pooled"]
@@ -139,7 +144,7 @@ class FeatureSet:
             g_idx.append(tile_off + rows)
             if "neighbor" in ents:
                 tiles = ents["neighbor"]["tiles"]
-                index = np.array(ents["neighbor"]["index"][rows], dtype=np.int64)  # one copy, shifted in place
+                index = np.array(ents["neighbor"]["index"][rows], dtype=idx_dtype)  # one copy, shifted in place
                 if tile_off:
                     index[index >= 0] += tile_off
                 tile_parts.append(tiles)
