@@ -165,7 +165,7 @@ def _target(ctx: RunContext, task: SectionTask, *, variant: int, want_tokens: bo
 _PLAN_CHUNK = 1 << 16  # spots per block of neighbour-tile lookups (memory ∝ block, not section)
 
 
-def _neighbor_plan(geo) -> tuple[np.ndarray, np.ndarray]:
+def _neighbor_plan(geo, *, with_index: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """Every spot's 25 neighbour tiles resolved against the spots' own windows, block by block.
 
     Returns ``(index, todo)``: ``index`` ``(n, 25)`` int64 holds ``-1`` where the tile is masked (not entirely inside
@@ -173,13 +173,14 @@ def _neighbor_plan(geo) -> tuple[np.ndarray, np.ndarray]:
     other tile, whose flat key ``y · W + x`` is ``todo[t]`` (sorted: row-major). Only ``todo`` needs encoding. The
     n × 25 origins are never held at once: a block of spots is looked up in the sorted target keys, and only the
     keys of tiles that are no spot's window (the tissue border on a lattice) are kept and deduplicated.
+    ``with_index=False`` returns ``(None, todo)`` without allocating the index (a count).
     """
     n, W = len(geo.origins), geo.level.shape[1]
     inside = np.flatnonzero(_target_inside(geo))
     t_keys = geo.origins[inside, 0] * W + geo.origins[inside, 1]
     t_order = np.argsort(t_keys, kind="stable")
     t_sorted = t_keys[t_order]
-    index = np.full((n, GRID * GRID), -1, np.int64)
+    index = np.full((n, GRID * GRID), -1, np.int64) if with_index else None
     miss_keys, miss_pos = [], []
     for s in range(0, n, _PLAN_CHUNK):
         e = min(n, s + _PLAN_CHUNK)
@@ -190,12 +191,14 @@ def _neighbor_plan(geo) -> tuple[np.ndarray, np.ndarray]:
         if len(t_sorted):
             pos = np.minimum(np.searchsorted(t_sorted, keys), len(t_sorted) - 1)
             hit = mask & (t_sorted[pos] == keys)
-            index[s:e][hit] = inside[t_order[pos[hit]]]
+            if index is not None:
+                index[s:e][hit] = inside[t_order[pos[hit]]]
         miss = mask & ~hit
         miss_keys.append(keys[miss])
-        miss_pos.append(np.flatnonzero(miss.ravel()) + s * GRID * GRID)
+        if index is not None:
+            miss_pos.append(np.flatnonzero(miss.ravel()) + s * GRID * GRID)
     todo, inverse = np.unique(np.concatenate(miss_keys) if miss_keys else np.zeros(0, np.int64), return_inverse=True)
-    if len(todo):
+    if index is not None and len(todo):
         index.reshape(-1)[np.concatenate(miss_pos)] = n + inverse.ravel()
     return index, todo
 
@@ -213,7 +216,7 @@ def count_windows(geo, *, scales: tuple[str, ...], variants: int) -> int:
     passes = int("target" in scales or "global" in scales or "neighbor" in scales)
     total = n * passes + (n * (variants - 1) if "target" in scales else 0)
     if "neighbor" in scales:
-        total += len(_neighbor_plan(geo)[1])
+        total += len(_neighbor_plan(geo, with_index=False)[1])  # memory of one block of spots
     return total
 
 
