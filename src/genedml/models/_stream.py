@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BAND_SPOTS", "CHUNK_SPOTS", "band_plan", "iter_predictions"]
 
-BAND_SPOTS = 1 << 19  # spots of one band of the global encoder (≈ 256 MiB per float32 copy at width 128)
+BAND_SPOTS = 3 << 17  # spots of one band of the global encoder (≈ 190 MiB per float32 copy at width 128)
 CHUNK_SPOTS = 1 << 16  # table rows per prediction chunk
 _BATCH = 512  # spots per network forward
 
