@@ -97,7 +97,8 @@ def predict_slides(
         model was given. The workers must reach it at this path.
     scheduler
         ``None``: a new `LocalCluster` (closed at the end); ``"sync"``: one slide after the other in this process,
-        no Dask; an address string or a `distributed.Client`: that cluster (left running).
+        no Dask, with one torch thread like a default worker (so its predictions equal the cluster's to the bit);
+        an address string or a `distributed.Client`: that cluster (left running).
     n_workers
         Worker processes of the `LocalCluster` (default: as many as the CPU cores allow at
         ``threads_per_worker`` each, at most one per slide to do). Only with ``scheduler=None``.
@@ -414,10 +415,17 @@ def _run(todo, outputs, args, base, rows, out, scheduler, n_workers, threads, pr
 
     try:
         if isinstance(scheduler, str) and scheduler == "sync":
+            import torch
+
             from ._slides_worker import run_slide
 
-            for s in todo:
-                finish(s, run_slide(s, os.fspath(outputs[s]), *args[:3], weights=args[3]))
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)  # as on a worker: the same threads give the same floating-point sums
+            try:
+                for s in todo:
+                    finish(s, run_slide(s, os.fspath(outputs[s]), *args[:3], weights=args[3]))
+            finally:
+                torch.set_num_threads(before)
         else:
             _run_distributed(todo, outputs, args, finish, scheduler, n_workers, threads)
     finally:
