@@ -21,6 +21,7 @@ from .._data_model import get_table, section_transforms
 from ._model import SectionData, anndata_fields, build_sdata, integer_counts, validate
 from ._tiff import is_tiff, tiff_levels, tiff_pyramid
 from ._visium import _pick_image
+from ._visium import _scalefactor as _positive  # a positive number from the scale factors
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -217,13 +218,6 @@ def _read_scalefactors(path: Path) -> dict:
     if not isinstance(scalef, dict):
         raise ValueError(f"`path`: {str(path)!r} must hold a JSON object of scale factors.")
     return scalef
-
-
-def _positive(scalef: dict, key: str, where: Path) -> float:
-    v = scalef.get(key)
-    if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
-        raise ValueError(f"`path`: {_SCALEFACTORS!r} in {str(where)!r} needs a positive {key!r}, got {v!r}.")
-    return float(v)
 
 
 def _pixel_size(scalef: dict, bin_size: int, bin_dir: Path) -> float:

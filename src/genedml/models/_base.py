@@ -374,14 +374,7 @@ class SpotModel(WeightsFile, Checkpointed):
 
         Rows follow the table order restricted to ``sections``. Counts are not needed (H&E-only sections work).
         """
-        from .. import io as gio
-
-        if not self.is_ready():
-            raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
-        secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
-        self.check_geometry(sdata, sections=secs, table_key=table_key)
-        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
-        return self._predict_data(data)
+        return self._predict_data(self._prediction_data(sdata, sections, table_key, progress))
 
     def predict_chunks(
         self,
@@ -398,16 +391,19 @@ class SpotModel(WeightsFile, Checkpointed):
         (``chunk_size`` spots, default 65,536) and one band of the global encoder, whatever the number of spots;
         the baselines predict at once and then yield the slices.
         """
+        if chunk_size is not None:
+            assert_positive_int(chunk_size, name="chunk_size")
+        yield from self._iter_predict(self._prediction_data(sdata, sections, table_key, progress), chunk=chunk_size)
+
+    def _prediction_data(self, sdata, sections, table_key, progress) -> SpotData:
+        """The features of the spots of ``sections`` (default all), after checking the model and the geometry."""
         from .. import io as gio
 
         if not self.is_ready():
             raise RuntimeError("the model is not trained: call `setup(...)` and `train()`, or load a saved model.")
-        if chunk_size is not None:
-            assert_positive_int(chunk_size, name="chunk_size")
         secs = gio.sections(sdata, table_key=table_key) if sections is None else list(sections)
         self.check_geometry(sdata, sections=secs, table_key=table_key)
-        data = self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
-        yield from self._iter_predict(data, chunk=chunk_size)
+        return self._spot_data(sdata, sections=secs, table_key=table_key, progress=progress)
 
     def _iter_predict(self, data: SpotData, *, chunk: int | None = None, bar=None):
         pred = self._predict_data(data)
