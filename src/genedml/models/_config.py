@@ -183,6 +183,12 @@ class GeneDMLConfig:
         The "plain bimodal" variant (§6, a guess): one soft-target image–gene contrastive term between the
         normalised fused embedding ``z`` and ``g``, added to ``L_reg``. Requires both DML pathways off. With both
         pathways off and this ``False``, the model is trained by ``L_reg`` alone (a TRIPLEX-style baseline).
+    feature_clip
+        Clip the standardised frozen features to ``[-feature_clip, feature_clip]`` before the trunk (``None``: no
+        clipping). Features are standardised with the training spots' mean and s.d.; a feature that barely varies
+        in training (e.g. the white fraction of the ``morphology`` encoder on one patient's tissue) otherwise turns
+        into values of several hundred s.d. on another patient's spots and dominates their prediction. Not in
+        the paper (its UNI features are well scaled); 10 s.d. leaves ordinary features untouched.
     """
 
     dim: int = 512
@@ -220,6 +226,7 @@ class GeneDMLConfig:
     feature_grouping: bool = True
     normalize_instances: bool = False
     bimodal_contrastive: bool = False
+    feature_clip: float | None = 10.0
 
     PRESETS: ClassVar[tuple[str, ...]] = tuple(_PRESETS)
 
@@ -288,6 +295,8 @@ class GeneDMLConfig:
         for name in ("tau", "tau_ig"):
             assert_in_range(getattr(self, name), name=name, low=0.0, inclusive=False)
         assert_in_range(self.lam, name="lam", low=0.0)
+        if self.feature_clip is not None:
+            assert_in_range(self.feature_clip, name="feature_clip", low=0.0, inclusive=False)
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")

@@ -148,7 +148,10 @@ class GeneDMLNet(nn.Module):
         return [self.global_encoder(self._trunk(f), p) for f, p in zip(section_feats, section_pos)]
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk_in((x - self.feature_shift) / self.feature_scale)
+        z = (x - self.feature_shift) / self.feature_scale
+        if self.config.feature_clip is not None:
+            z = z.clamp(-self.config.feature_clip, self.config.feature_clip)
+        return self.trunk_in(z)
 
     def set_feature_stats(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
         """Standardise encoder features as ``(x - shift) / scale`` before the trunk (``scale`` floored at 1e-8)."""
