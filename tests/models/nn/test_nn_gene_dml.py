@@ -223,3 +223,23 @@ def test_preset_parameter_counts(name, paper_millions):
 def test_tiny_config_is_tiny():
     assert sum(p.numel() for p in _net().parameters()) < 20_000
     assert dataclasses.asdict(_net().config)["dim"] == 16
+
+
+def test_feature_clip_bounds_the_standardised_features_fed_to_the_trunk():
+    x = torch.zeros(4, IN_DIM)
+    x[0, 0] = 1e4  # a feature 10,000 s.d. from its training mean (scale 1): clipped to 10 s.d.
+    x[1, 0] = 10.0  # exactly at the bound: unchanged
+    clipped, raw = _net(), _net(feature_clip=None)
+    clipped.eval(), raw.eval()
+    capture = {}
+    clipped.trunk_in.register_forward_hook(lambda m, inp, out: capture.__setitem__("clip", inp[0].clone()))
+    raw.trunk_in.register_forward_hook(lambda m, inp, out: capture.__setitem__("raw", inp[0].clone()))
+    clipped._trunk(x), raw._trunk(x)
+    assert capture["clip"][0, 0] == 10.0 and capture["raw"][0, 0] == 1e4
+    torch.testing.assert_close(capture["clip"][1:], capture["raw"][1:])  # ordinary features are untouched
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "10", True])
+def test_feature_clip_rejects_non_positive_or_non_numbers(bad):
+    with pytest.raises(ValueError, match="feature_clip"):
+        GeneDMLConfig.preset("cpu", feature_clip=bad)
