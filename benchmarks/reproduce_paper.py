@@ -29,8 +29,9 @@ fine-tunes a DenseNet-121 end to end and is the slowest row (``--no-stnet`` drop
 results are stored under ``--out`` and skipped on a rerun.
 
 Reduced mode (``--reduced``): the five local sections (B4, C2–C5, two patients → 2 folds), a random-init ResNet18
-at 112 µm → 56 px, the ``cpu`` preset, ≤ 3 epochs, one thread, no ST-Net — proves the pipeline (16 min on two
-heavily shared CPU cores with a cold feature cache, ~7 min warm); its numbers are not comparable with the paper's.
+at 112 µm → 56 px, the ``cpu`` preset, ≤ 3 epochs, one thread, no ST-Net — proves the pipeline (3.0 min on two
+quiet CPU cores with a cold feature cache, 2.3 min warm; 16 min when the cores were shared with other runs at load
+average 10); its numbers are not comparable with the paper's.
 
     python benchmarks/reproduce_paper.py --reduced
 """
