@@ -17,15 +17,18 @@ NEURAL = {"gene_dml", "triplex", "bleep", "stnet", "no_instance_level", "no_glob
 
 def encoder_list(a) -> list[tuple[str, str, str | None]]:
     """``[(label, encoder name, weights path or None), ...]`` from ``--encoders`` and ``--ssl-weights``."""
-    out = []
-    for name in [e for e in a.encoders.split(",") if e]:
-        out.append((name, name, None))
+    names = [e for e in a.encoders.split(",") if e]
+    ssl = {"ssl-resnet18": "resnet18", "morphology+ssl-resnet18": "morphology+resnet18"}
+    w = None
     if a.ssl_weights is not None:
         w = str(Path(a.ssl_weights).expanduser().resolve())
         if not Path(w).is_file():
             raise SystemExit(f"--ssl-weights: no file {w}")
-        out += [("ssl-resnet18", "resnet18", w), ("morphology+ssl-resnet18", "morphology+resnet18", w)]
-    return out
+        if not set(names) & set(ssl):  # neither SSL label named: add both
+            names += list(ssl)
+    elif set(names) & set(ssl):
+        raise SystemExit(f"--encoders {sorted(set(names) & set(ssl))} need --ssl-weights")
+    return [(n, ssl[n], w) if n in ssl else (n, n, None) for n in names]
 
 
 def seeds_of(a, method: str) -> list[int]:

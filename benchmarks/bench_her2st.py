@@ -97,7 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--study", action="store_true", help="run the study instead of the method/ablation tables")
     g.add_argument("--encoders", default="resnet18,morphology,morphology+resnet18", help="study encoders")
     g.add_argument("--ssl-weights", type=Path, default=None,
-                   help="SSL-adapted ResNet18 weights: adds ssl-resnet18 and morphology+ssl-resnet18 rows")  # fmt: skip
+                   help="SSL-adapted ResNet18 weights: adds ssl-resnet18 and morphology+ssl-resnet18 rows "
+                        "(or name either label in --encoders to choose)")  # fmt: skip
     g.add_argument("--seeds", type=int, default=3, help="seeds of the neural methods (default 3)")
     g.add_argument("--no-smooth", action="store_true", help="study: no smoothed-prediction rows")
     g.add_argument("--report-only", action="store_true", help="study: tabulate the finished tasks, train nothing")
