@@ -101,6 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(or name either label in --encoders to choose)")  # fmt: skip
     g.add_argument("--seeds", type=int, default=3, help="seeds of the neural methods (default 3)")
     g.add_argument("--no-smooth", action="store_true", help="study: no smoothed-prediction rows")
+    g.add_argument("--no-ensemble", action="store_true",
+                   help="study: no seed-ensemble rows (each fold's models of all seeds averaged)")  # fmt: skip
     g.add_argument("--report-only", action="store_true", help="study: tabulate the finished tasks, train nothing")
     return p.parse_args(argv)
 
