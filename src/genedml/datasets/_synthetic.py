@@ -168,7 +168,8 @@ def synthetic(
       ``obsm["synthetic_latent"]``: the latent factors (not visible in the image);
     - ``var["synthetic_role"]``: region marker, ``proliferation``, ``housekeeping``, ``strong``, ``weak`` or ``noise``;
     - ``uns["genedml"]["synthetic"]``: the generating parameters (regions, per-gene baseline, region effects,
-      covariate coefficients with their standardisation, NB size, latent loadings, seed, preset, formula).
+      covariate coefficients with their standardisation, NB size, latent loadings, seed, preset, formula; the
+      section shifts and stain factors when ``section_effect`` / ``section_stain`` are on).
 
     Examples
     --------
@@ -386,12 +387,12 @@ def _expression(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: 
         full += logmu
         full += library.astype(np.float32)[:, None]
         if cfg.section_effect > 0:
-            full += section_shift(cfg, s, design)[None, :]
+            full += _section_shift(cfg, s, design)[None, :]
         out.append((sample_counts(full, design.size, rng), logmu, latent))
     return out, center, scale
 
 
-def section_shift(cfg: _Config, s: int, design: GeneDesign) -> np.ndarray:
+def _section_shift(cfg: _Config, s: int, design: GeneDesign) -> np.ndarray:
     """Section ``s``'s log-mean shift per gene, ``N(0, section_effect²)`` from its own stream (float32)."""
     rng = np.random.default_rng([cfg.seed, 7, s])
     return rng.normal(0.0, cfg.section_effect, len(design.names)).astype(np.float32)
@@ -451,7 +452,7 @@ def _section_truth(cfg: _Config, design: GeneDesign, layouts: list[Layout], trut
     """Record the section effects that are on (none by default, so the default object is unchanged)."""
     if cfg.section_effect > 0:
         truth["section_effect_sd"] = cfg.section_effect
-        truth["section_effect"] = np.stack([section_shift(cfg, s, design) for s in range(cfg.n_sections)])
+        truth["section_effect"] = np.stack([_section_shift(cfg, s, design) for s in range(cfg.n_sections)])
         truth["formula"] = truth["formula"].replace(" + log library", " + section_effect[section] + log library")
     if cfg.section_stain > 0:
         truth["section_stain_sd"] = cfg.section_stain
