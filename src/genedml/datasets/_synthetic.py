@@ -68,6 +68,8 @@ class _Config:
     seed: int
     lazy: bool
     bin_um: float | None = field(default=None, repr=False)  # Visium HD bin side (µm); None for the other grids
+    section_effect: float = field(default=0.0, repr=False)  # s.d. of the per-section, per-gene log-mean shift
+    section_stain: float = field(default=0.0, repr=False)  # s.d. of the per-section log stain intensity factor
 
     @property
     def spot_grid(self) -> Grid:
@@ -87,6 +89,8 @@ def synthetic(
     seed: int = 0,
     lazy: bool | None = None,
     bin_um: float | None = None,
+    section_effect: float = 0.0,
+    section_stain: float = 0.0,
 ) -> SpatialData:
     """Synthetic H&E sections with spot counts generated from the tissue they show.
 
@@ -134,6 +138,21 @@ def synthetic(
         Render the image on demand (dask) instead of now; default from the preset.
     bin_um
         Bin side in µm for ``grid="visium_hd"``, 2–16 (default 8); an error for the other grids.
+    section_effect
+        Standard deviation (natural-log units, 0–3) of a per-section, per-gene shift of the log-mean: section ``s``
+        adds ``δ[s, g] ~ N(0, section_effect²)`` to gene ``g`` at every one of its spots — the section-to-section
+        variation of real data (tissue handling, fixation, permeabilisation, RNA quality), which no image feature
+        predicts on a new section. It is not part of ``obsm["synthetic_logmu"]`` (not image-predictable); the
+        shifts are stored in ``uns["genedml"]["synthetic"]["section_effect"]`` (sections × genes). ``0``: none,
+        and the object is identical to one made without the argument.
+    section_stain
+        Standard deviation (natural-log units, 0–1) of a per-section factor on the haematoxylin and the eosin
+        intensity (``exp(N(0, section_stain²))`` each, on top of the patient's stain batch and the ±5 % every
+        section has anyway): each slide stained on its own, so its colour identifies it. It changes the image only,
+        not the expression or the ``obs`` stain columns (which exclude batch factors). Combined with
+        ``section_effect``, a model can learn a training section's expression shift from its stain, which does not
+        transfer to a new section (the case where spot-level conformal calibration is optimistic). The factors are
+        stored in ``uns["genedml"]["synthetic"]["section_stain"]`` (sections × [H, E]). ``0``: as without it.
 
     Returns
     -------
@@ -149,7 +168,8 @@ def synthetic(
       ``obsm["synthetic_latent"]``: the latent factors (not visible in the image);
     - ``var["synthetic_role"]``: region marker, ``proliferation``, ``housekeeping``, ``strong``, ``weak`` or ``noise``;
     - ``uns["genedml"]["synthetic"]``: the generating parameters (regions, per-gene baseline, region effects,
-      covariate coefficients with their standardisation, NB size, latent loadings, seed, preset, formula).
+      covariate coefficients with their standardisation, NB size, latent loadings, seed, preset, formula; the
+      section shifts and stain factors when ``section_effect`` / ``section_stain`` are on).
 
     Examples
     --------
@@ -164,8 +184,16 @@ def synthetic(
     >>> table = hd.tables["table"]
     >>> table.uns["genedml"]["sections"]["S1"]["bin_size_um"], int(table.obs["array_col"].max())
     (16.0, 11)
+
+    Serial sections that differ by more than their layout (a shift per section and gene, and per-section staining):
+
+    >>> sd = gd.datasets.synthetic(preset="tiny", n_sections=3, section_effect=0.5, section_stain=0.1)
+    >>> sd.tables["table"].uns["genedml"]["synthetic"]["section_effect"].shape
+    (3, 50)
     """
     cfg = _resolve(preset, n_sections, n_patients, n_genes, grid, spots_per_side, pixel_size, seed, lazy, bin_um)
+    cfg.section_effect = _check_sd(section_effect, "section_effect", 3.0)
+    cfg.section_stain = _check_sd(section_stain, "section_stain", 1.0)
     design = design_genes(cfg.n_genes, np.random.default_rng([cfg.seed, 1]))
     layouts, spots = _sections(cfg)
     sdata = _assemble(cfg, design, layouts, spots)
@@ -246,6 +274,11 @@ def _resolve(
     )
 
 
+def _check_sd(value, name: str, high: float) -> float:
+    assert_in_range(value, name=name, low=0.0, high=high)
+    return float(value)
+
+
 # ------------------------------------------------------------------------------------------------ sections
 
 
@@ -283,6 +316,10 @@ def _sections(cfg: _Config) -> tuple[list[Layout], list[_Spots]]:
             section_rng=np.random.default_rng([cfg.seed, 3, s]),
             key=nz.stream_key(cfg.seed, "section", s),
         )
+        if cfg.section_stain > 0:  # its own stream, so the other draws (and the default output) stay as they are
+            factor = np.exp(np.random.default_rng([cfg.seed, 6, s]).normal(0.0, cfg.section_stain, 2))
+            h, e = layout.stain["h_scale"] * float(factor[0]), layout.stain["e_scale"] * float(factor[1])
+            layout.stain = {**layout.stain, "h_scale": h, "e_scale": e, "section_factor": factor}
         radius = 0.5 * grid.spot_diameter_um / cfg.pixel_size
         m = measure_spots(layout, y_um / cfg.pixel_size, x_um / cfg.pixel_size, radius, square=grid.square)
         keep = m.tissue_fraction >= _MIN_TISSUE
@@ -297,6 +334,8 @@ def _sections(cfg: _Config) -> tuple[list[Layout], list[_Spots]]:
 
 def _images(cfg: _Config, layouts: list[Layout]) -> list:
     ident = repr(cfg) if cfg.bin_um is None else f"{cfg!r}, bin_um={cfg.bin_um!r}"
+    if cfg.section_stain > 0:
+        ident += f", section_stain={cfg.section_stain!r}"
     token = f"{nz.stream_key(ident, _BLOCK):016x}"  # distinct dask keys for distinct images
     if cfg.lazy:
         return [lazy_image(lay, block=_BLOCK, token=token) for lay in layouts]
@@ -347,8 +386,16 @@ def _expression(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: 
         full = latent @ design.loadings.T.astype(np.float32)
         full += logmu
         full += library.astype(np.float32)[:, None]
+        if cfg.section_effect > 0:
+            full += _section_shift(cfg, s, design)[None, :]
         out.append((sample_counts(full, design.size, rng), logmu, latent))
     return out, center, scale
+
+
+def _section_shift(cfg: _Config, s: int, design: GeneDesign) -> np.ndarray:
+    """Section ``s``'s log-mean shift per gene, ``N(0, section_effect²)`` from its own stream (float32)."""
+    rng = np.random.default_rng([cfg.seed, 7, s])
+    return rng.normal(0.0, cfg.section_effect, len(design.names)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ assembly
@@ -394,10 +441,22 @@ def _assemble(cfg: _Config, design: GeneDesign, layouts: list[Layout], spots: li
     table.obsm[OBSM_LATENT] = np.concatenate([e[2] for e in expr])
     table.var[VAR_ROLE] = design.role
     table.uns[Keys.uns][UNS_KEY] = _truth(cfg, design, center, scale)
+    _section_truth(cfg, design, layouts, table.uns[Keys.uns][UNS_KEY])
     if grid.square:
         for lay in layouts:
             table.uns[Keys.uns]["sections"][lay.name].update(bin_size_um=grid.pitch_um, spot_shape="square")
     return sdata
+
+
+def _section_truth(cfg: _Config, design: GeneDesign, layouts: list[Layout], truth: dict) -> None:
+    """Record the section effects that are on (none by default, so the default object is unchanged)."""
+    if cfg.section_effect > 0:
+        truth["section_effect_sd"] = cfg.section_effect
+        truth["section_effect"] = np.stack([_section_shift(cfg, s, design) for s in range(cfg.n_sections)])
+        truth["formula"] = truth["formula"].replace(" + log library", " + section_effect[section] + log library")
+    if cfg.section_stain > 0:
+        truth["section_stain_sd"] = cfg.section_stain
+        truth["section_stain"] = np.stack([lay.stain["section_factor"] for lay in layouts]).astype(np.float32)
 
 
 def _barcodes(cfg: _Config, sp: _Spots) -> list[str]:
