@@ -229,6 +229,7 @@ def test_feature_clip_bounds_the_standardised_features_fed_to_the_trunk():
     x = torch.zeros(4, IN_DIM)
     x[0, 0] = 1e4  # a feature 10,000 s.d. from its training mean (scale 1): clipped to 10 s.d.
     x[1, 0] = 10.0  # exactly at the bound: unchanged
+    x[2, 1] = float("inf")  # not a feature value but broken data: left for the divergence check to report
     clipped, raw = _net(), _net(feature_clip=None)
     clipped.eval(), raw.eval()
     capture = {}
@@ -236,6 +237,7 @@ def test_feature_clip_bounds_the_standardised_features_fed_to_the_trunk():
     raw.trunk_in.register_forward_hook(lambda m, inp, out: capture.__setitem__("raw", inp[0].clone()))
     clipped._trunk(x), raw._trunk(x)
     assert capture["clip"][0, 0] == 10.0 and capture["raw"][0, 0] == 1e4
+    assert capture["clip"][2, 1] == float("inf")
     torch.testing.assert_close(capture["clip"][1:], capture["raw"][1:])  # ordinary features are untouched
 
 

@@ -149,8 +149,9 @@ class GeneDMLNet(nn.Module):
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.feature_shift) / self.feature_scale
-        if self.config.feature_clip is not None:
-            z = z.clamp(-self.config.feature_clip, self.config.feature_clip)
+        if self.config.feature_clip is not None:  # finite values only: inf/NaN must still surface as divergence
+            c = self.config.feature_clip
+            z = torch.where(torch.isinf(z), z, z.clamp(-c, c))
         return self.trunk_in(z)
 
     def set_feature_stats(self, shift: torch.Tensor, scale: torch.Tensor) -> None:
