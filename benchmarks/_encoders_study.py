@@ -43,7 +43,6 @@ def resume_dir(a, split: str, label: str, seed: int) -> Path:
 
 def smooth_scores(a, split: str, label: str, method: str, seed: int, res, sdata):
     """Per-section scores of the fold models' predictions smoothed over the spot grid (cached as CSV)."""
-    import numpy as np
     import pandas as pd
 
     import genedml as gd
@@ -59,23 +58,12 @@ def smooth_scores(a, split: str, label: str, method: str, seed: int, res, sdata)
     for (m, f), model in sorted(res.models.items(), key=lambda kv: kv[0][1]):
         if m != method:
             continue
-        fold_rows = res.scores[(res.scores["method"] == method) & (res.scores["fold"] == f)]
-        test = sorted(fold_rows["section"].astype(str).unique())
-        rows = np.flatnonzero(np.isin(sec, test))
+        test, rows = _fold_test(res.scores, method, f, sec)
         pred = model.predict(sdata, sections=test, progress=False)
         pred_s, _ = smooth_predictions(table, pred, sections=test, grid="auto")
-        truth = gd.pp.normalize(sdata, genes=model.genes_, recipe="paper", smooth=True, inplace=False)[rows]
         hpg = list(model.fit_info_.get("hpg") or [])[:50] or None
-        r = gd.metrics.evaluate_sections(truth, pred_s, sec[rows], genes=model.genes_, hpg=hpg).per_section
-        r = r.reset_index(names="section")
-        r.insert(0, "fold", f)
-        frames.append(r)
-    df = pd.concat(frames, ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return df
+        frames.append(_section_scores(sdata, pred_s, sec, rows, model.genes_, hpg, fold=f))
+    return _store(frames, path)
 
 
 def ensemble_scores(a, split: str, label: str, method: str, results: dict, sdata):
@@ -106,11 +94,8 @@ def ensemble_scores(a, split: str, label: str, method: str, results: dict, sdata
     frames = []
     for f in folds:
         models = [res.models[(method, f)] for res in results.values()]
-        fold_rows = first.scores[(first.scores["method"] == method) & (first.scores["fold"] == f)]
-        test = sorted(fold_rows["section"].astype(str).unique())
-        rows = np.flatnonzero(np.isin(sec, test))
+        test, rows = _fold_test(first.scores, method, f, sec)
         pred = EnsembleModel(models).predict(sdata, sections=test, progress=False)
-        truth = gd.pp.normalize(sdata, genes=models[0].genes_, recipe="paper", smooth=True, inplace=False)[rows]
         votes, ranks = Counter(), {}
         for m in models:
             for i, g in enumerate(list(m.fit_info_.get("hpg") or [])[:50]):
@@ -119,16 +104,41 @@ def ensemble_scores(a, split: str, label: str, method: str, results: dict, sdata
         hpg = sorted(votes, key=lambda g: (-votes[g], float(np.mean(ranks[g]))))[:50] or None
         for smoothed in (False, True):
             p = smooth_predictions(table, pred, sections=test, grid="auto")[0] if smoothed else pred
-            r = gd.metrics.evaluate_sections(truth, p, sec[rows], genes=models[0].genes_, hpg=hpg).per_section
-            r = r.reset_index(names="section")
-            r.insert(0, "fold", f)
-            r.insert(1, "smoothed", smoothed)
-            frames.append(r)
+            frames.append(_section_scores(sdata, p, sec, rows, models[0].genes_, hpg, fold=f, smoothed=smoothed))
+    return _store(frames, path)
+
+
+def _fold_test(scores, method: str, fold: int, sec):
+    """Test sections of ``fold`` (from its scores) and their rows in the table."""
+    import numpy as np
+
+    fold_rows = scores[(scores["method"] == method) & (scores["fold"] == fold)]
+    test = sorted(fold_rows["section"].astype(str).unique())
+    return test, np.flatnonzero(np.isin(sec, test))
+
+
+def _section_scores(sdata, pred, sec, rows, genes, hpg, **columns):
+    """Per-section scores of ``pred`` (the test ``rows``) against the paper recipe's smoothed targets; ``columns``
+    (fold, ...) lead the frame."""
+    import genedml as gd
+
+    truth = gd.pp.normalize(sdata, genes=genes, recipe="paper", smooth=True, inplace=False)[rows]
+    r = gd.metrics.evaluate_sections(truth, pred, sec[rows], genes=genes, hpg=hpg).per_section
+    r = r.reset_index(names="section")
+    for i, (name, value) in enumerate(columns.items()):
+        r.insert(i, name, value)
+    return r
+
+
+def _store(frames, path: Path):
+    """Concatenate ``frames`` and write them to ``path`` atomically (the resume cache); returns the frame."""
+    import pandas as pd
+
+    from genedml._utils import atomic_path
+
     df = pd.concat(frames, ignore_index=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
