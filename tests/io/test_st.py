@@ -254,3 +254,60 @@ def test_spots_outside_image(st_layout):
     df.to_csv(p, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"section 'S1': 1 spot centre\(s\) .* outside the 360×300 px image"):
         _read(st_layout, pixel_size=5.0)
+
+
+def _jpeg(path, arr, mode="RGB", tail=b""):
+    from PIL import Image
+
+    Image.fromarray(arr).convert(mode).save(path, "JPEG", quality=90)
+    if tail:
+        path.write_bytes(path.read_bytes() + tail)
+
+
+@pytest.mark.parametrize(
+    ("mode", "tail", "fast"),
+    [("RGB", b"", True), ("L", b"", False), ("CMYK", b"", False), ("RGB", b"\x00padding", False)],
+    ids=["rgb", "grayscale", "cmyk", "bytes-after-end-marker"],
+)
+def test_jpeg_decode_equals_pillow_on_either_path(tmp_path, monkeypatch, mode, tail, fast):
+    """Complete RGB JPEGs go through libjpeg-turbo (imagecodecs), the rest through Pillow: same pixels either way."""
+    from PIL import Image
+
+    import genedml.io._st as st
+
+    rng = np.random.default_rng(0)
+    arr = (rng.random((70, 90, 3)) * 255).astype(np.uint8)
+    p = tmp_path / "im.jpg"
+    _jpeg(p, arr, mode=mode, tail=tail)
+    used = []
+    orig = st._decode_jpeg
+    monkeypatch.setattr(st, "_decode_jpeg", lambda *a: ((r := orig(*a)) is not None and used.append(1)) or r)
+    got = st._decode_pillow(str(p), (70, 90))
+    assert bool(used) is fast
+    with Image.open(p) as im:
+        want = np.asarray(im.convert("RGB"))
+    assert got.shape == (70, 90, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
+
+
+def test_jpeg_fast_path_refuses_a_truncated_stream(tmp_path):
+    """libjpeg decodes a truncated stream as grey without an error: the fast path must leave it to Pillow."""
+    import genedml.io._st as st
+
+    rng = np.random.default_rng(1)
+    p = tmp_path / "im.jpg"
+    _jpeg(p, (rng.random((64, 64, 3)) * 255).astype(np.uint8))
+    p.write_bytes(p.read_bytes()[:-600])
+    assert st._decode_jpeg(str(p), (64, 64)) is None
+    with pytest.raises(ValueError, match=r"cannot decode image .*im.jpg.*corrupt or truncated"):
+        st._decode_pillow(str(p), (64, 64))
+
+
+def test_jpeg_fast_path_checks_the_size(tmp_path):
+    import genedml.io._st as st
+
+    p = tmp_path / "im.jpg"
+    _jpeg(p, np.zeros((40, 50, 3), np.uint8))
+    assert st._decode_jpeg(str(p), (50, 40)) is None  # read as another size: Pillow reports the change
+    with pytest.raises(ValueError, match=r"changed on disk"):
+        st._decode_pillow(str(p), (50, 40))

@@ -64,9 +64,11 @@ def read_st(
     Images are not decoded here: only their header is read, and the pixels are a dask array decoded on first
     access. Memory cost of a decode:
 
-    * JPEG/PNG (Pillow): the **whole** image is decoded on the first access of any pixel, ~3 bytes/px kept
-      (~275 MB for a 92 Mpx HER2ST image) plus Pillow's ~4 bytes/px while decoding; each separate ``.compute()``
-      decodes again, so ``.persist()`` or compute once per section before cutting many patches.
+    * JPEG/PNG: the **whole** image is decoded on the first access of any pixel, ~3 bytes/px kept (~275 MB for a
+      92 Mpx HER2ST image); each separate ``.compute()`` decodes again, so ``.persist()`` or compute once per
+      section before cutting many patches. Complete RGB JPEGs are decoded by libjpeg-turbo (imagecodecs) straight
+      into that array (0.15 s for a HER2ST image, 4-5x faster than Pillow); other files, and JPEGs that do not end
+      in an end-of-image marker (truncated ones), go through Pillow, ~4 bytes/px more while decoding.
     * TIFF (tifffile): truly chunked; a read touches only the TIFF tiles/strips it covers.
 
     Images above Pillow's decompression-bomb limit (HER2ST's JPEGs: ~92 Mpx) are opened without a warning: the
@@ -456,8 +458,36 @@ def _pillow_open(path: str | os.PathLike) -> Iterator[Any]:
         im.close()
 
 
+def _decode_jpeg(path: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """Decode a complete RGB JPEG with libjpeg-turbo into a new ``(y, x, 3)`` array; ``None`` when not applicable.
+
+    Pillow decodes into its own 4-byte-per-pixel buffer and packs that again into 3 bytes (0.7 s for a HER2ST
+    image); imagecodecs writes the pixels once (0.15 s). libjpeg fills a truncated stream with grey without an
+    error, so a file must end in the end-of-image marker (``FF D9``) to take this path: anything else (other
+    formats, grayscale/CMYK, trailing data, truncation) goes to Pillow, whose checks then apply.
+    """
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - a dependency of tiffslide
+        return None
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not (data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"):
+        return None
+    h, w = shape
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    try:
+        imagecodecs.jpeg8_decode(data, out=out)
+    except Exception:  # a shape/colour space this path does not handle, or a decoder error: Pillow decides
+        return None
+    return out
+
+
 def _decode_pillow(path: str, shape: tuple[int, int]) -> np.ndarray:
     """Decode a whole JPEG/PNG into a ``(y, x, 3)`` ``uint8`` array (copied in strips to bound the peak)."""
+    fast = _decode_jpeg(path, shape)
+    if fast is not None:
+        return fast
     h, w = shape
     try:
         with _pillow_open(path) as im:
