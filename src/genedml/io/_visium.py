@@ -81,13 +81,7 @@ def read_visium(
     library = _check_layout(root)
     name = section or dataset_id or library or root.name
     fullres = _fullres_path(root, fullres_image_file)
-    sf_path = root / "spatial" / _SCALEFACTORS
-    try:
-        scalef = json.loads(sf_path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"`path`: {str(sf_path)!r} is not valid JSON ({e}).") from None
-    if not isinstance(scalef, dict):
-        raise ValueError(f"`path`: {str(sf_path)!r} must hold a JSON object of scale factors.")
+    scalef = read_scalefactors(root / "spatial" / _SCALEFACTORS)
     diameter = _scalefactor(scalef, "spot_diameter_fullres", root)
     via_sdio = fullres if fullres is not None and not is_tiff(fullres) else None  # TIFFs: chunked reader below
     sd = spatialdata_io.visium(root, dataset_id=dataset_id or (None if library else name), fullres_image_file=via_sdio)
@@ -183,3 +177,14 @@ def _pick_image(sd: SpatialData, did: str, fullres: Path | None, scalef: dict, r
         f"`path`: {str(root)!r} has no image: need spatial/tissue_hires_image.png, spatial/tissue_lowres_image.png "
         "or `fullres_image_file`."
     )
+
+
+def read_scalefactors(path: Path) -> dict:
+    """A Space Ranger ``scalefactors_json.json``: a JSON object, else a clear error naming the file."""
+    try:
+        scalef = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"`path`: {str(path)!r} is not valid JSON ({e}).") from None
+    if not isinstance(scalef, dict):
+        raise ValueError(f"`path`: {str(path)!r} must hold a JSON object of scale factors.")
+    return scalef

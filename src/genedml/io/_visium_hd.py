@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
-import json
 import os
 import re
 import warnings
@@ -20,7 +19,7 @@ from genedml._logging import logger
 from .._data_model import get_table, section_transforms
 from ._model import SectionData, anndata_fields, build_sdata, integer_counts, validate
 from ._tiff import is_tiff, tiff_levels, tiff_pyramid
-from ._visium import _pick_image
+from ._visium import _pick_image, read_scalefactors
 from ._visium import _scalefactor as _positive  # a positive number from the scale factors
 
 if TYPE_CHECKING:
@@ -100,7 +99,7 @@ def read_visium_hd(
     bin_dir = _check_layout(root, bin_size)
     prefix = _dataset_prefix(root, dataset_id)
     name = section or dataset_id or prefix or root.name
-    scalef = _read_scalefactors(bin_dir / "spatial" / _SCALEFACTORS)
+    scalef = read_scalefactors(bin_dir / "spatial" / _SCALEFACTORS)
     mpp = _pixel_size(scalef, bin_size, bin_dir)
     fullres = _fullres_path(root, fullres_image_file, prefix)
     tiff = fullres is not None and is_tiff(fullres)
@@ -208,16 +207,6 @@ def _dataset_prefix(root: Path, dataset_id: str | None) -> str:
             "(pass `dataset_id` to choose)."
         )
     return found[0]
-
-
-def _read_scalefactors(path: Path) -> dict:
-    try:
-        scalef = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"`path`: {str(path)!r} is not valid JSON ({e}).") from None
-    if not isinstance(scalef, dict):
-        raise ValueError(f"`path`: {str(path)!r} must hold a JSON object of scale factors.")
-    return scalef
 
 
 def _pixel_size(scalef: dict, bin_size: int, bin_dir: Path) -> float:

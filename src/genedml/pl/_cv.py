@@ -56,7 +56,18 @@ def fold_stats(data: pd.DataFrame, *, metrics: Sequence[str], methods: Sequence[
     return out.reindex(order)
 
 
+def _metric_docs(func):
+    """``{metric_axes}``: the ``ax`` parameter of a one-panel-per-metric figure, then ``{figure}``."""
+    func.__doc__ = func.__doc__.replace(
+        "{metric_axes}",
+        "ax\n        One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a "
+        "Figure.\n    {figure}",
+    )
+    return func
+
+
 @f.figure_docs
+@_metric_docs
 def cv_summary(
     data: pd.DataFrame,
     *,
@@ -82,9 +93,7 @@ def cv_summary(
         Metric columns to show, one panel each.
     methods
         Methods to show, in this order; ``None`` shows all in order of appearance.
-    ax
-        One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
-    {figure}
+    {metric_axes}
 
     Examples
     --------
@@ -156,6 +165,7 @@ def _variant_label(name: str, reference: str | None) -> str:
 
 
 @f.figure_docs
+@_metric_docs
 def ablation(
     data: pd.DataFrame,
     *,
@@ -184,9 +194,7 @@ def ablation(
         Variant to compare against; ``None`` draws no reference.
     methods
         Variants to show, top to bottom; ``None`` shows the reference first, then the rest in order of appearance.
-    ax
-        One Axes per metric to draw in (a sequence of exactly ``len(metrics)``); ``None`` makes a Figure.
-    {figure}
+    {metric_axes}
 
     Examples
     --------
