@@ -288,8 +288,11 @@ def work_equal(a) -> dict:
     her2st = a.equal_data == "her2st"
     sdata = read_her2st(Path(a.her2st_dir)) if her2st else gd.datasets.synthetic()
     win = {"target_px": 32, "target_um": 112.0} if her2st else {"target_px": 32}
+    # feature_clip (issue 12, after the store) changes the model on purpose: off here, so that only the store differs
+    clip_off = "feature_clip" in getattr(gd.models.GeneDMLConfig, "__dataclass_fields__", {})
+    config = {"preset": "cpu", "feature_clip": None} if clip_off else "cpu"
     model = gd.tl.fit(sdata, n_genes=50, normalize="log1p_cp10k", encoder="test_resnet", pretrained=False, **win,
-                      config="cpu", max_epochs=3, patience=None, batch_size=64, accelerator="cpu", seed=7,
+                      config=config, max_epochs=3, patience=None, batch_size=64, accelerator="cpu", seed=7,
                       progress=False)  # fmt: skip
     gd.tl.predict(sdata, model, progress=False)
     table = sdata.tables["table"]
