@@ -60,7 +60,7 @@ def main() -> None:
     gd.settings.progress_bar = False
     try:
         sdata = gd.datasets.synthetic(preset="tiny", seed=0)
-        fit = dict(n_genes=20, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, progress=False)
+        fit = dict(n_top_genes=20, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, progress=False)
         model = gd.tl.fit(sdata, **fit)
         paths = _slides(sdata, root, args.slides, args.tissue)
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()}; OMP_NUM_THREADS=1, torch threads 1")

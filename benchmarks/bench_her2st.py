@@ -234,7 +234,7 @@ def _cv(a, split: str, methods: list[str], *, sdata=None, enc=None, seed=None):
         k=None,
         protocol="clean",
         panel=a.panel_,
-        n_genes=a.n_genes,
+        n_top_genes=a.n_genes,
         encoder=encoder,
         pretrained=a.pretrained,
         weights=weights,

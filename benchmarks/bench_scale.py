@@ -107,7 +107,7 @@ def train_model(args, path: Path) -> None:
     import genedml as gd
 
     sdata = gd.datasets.synthetic(preset="tiny", pixel_size=args.mpp, seed=0)
-    model = gd.tl.fit(sdata, features=feature_spec(args), n_genes=args.genes, config="cpu", max_epochs=1,
+    model = gd.tl.fit(sdata, features=feature_spec(args), n_top_genes=args.genes, config="cpu", max_epochs=1,
                       batch_size=64, progress=False)  # fmt: skip
     model.save(path, overwrite=True)
 

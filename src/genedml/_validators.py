@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from typing import Any
+import functools
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["assert_in_range", "assert_key_in_sdata", "assert_keys_in", "assert_one_of", "assert_positive_int"]
+__all__ = [
+    "RENAMED_KEYWORDS",
+    "UnknownKeywordError",
+    "assert_in_range",
+    "assert_key_in_sdata",
+    "assert_keys_in",
+    "assert_one_of",
+    "assert_positive_int",
+    "refuse_renamed",
+    "rename_legacy_keys",
+    "renamed_hint",
+    "unknown_keys_error",
+]
+
+#: Keywords renamed before the first release, old spelling → new. The old spelling is an error that names the new one
+#: (no silent alias); only records written by earlier versions are read with the old spelling mapped.
+RENAMED_KEYWORDS = {"n_genes": "n_top_genes"}  # how many top genes to select: scanpy's and `select_genes`' name
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def assert_one_of(value: Any, options: Collection, *, name: str) -> None:
@@ -52,3 +71,63 @@ def assert_key_in_sdata(sdata: Any, key: str, *, attr: str, name: str) -> None:
     elements = getattr(sdata, attr)
     if key not in elements:
         raise KeyError(f"`{name}`={key!r} is not in `sdata.{attr}` (available: {sorted(elements.keys())}).")
+
+
+class UnknownKeywordError(TypeError, ValueError):
+    """An unknown keyword argument (a ``TypeError`` as Python raises, and a ``ValueError`` like genedml's checks)."""
+
+
+def renamed_hint(name: str, known: Collection[str]) -> str | None:
+    """The "did you mean" of a renamed keyword (its new name, and that it was renamed), or None if not applicable."""
+    new = RENAMED_KEYWORDS.get(name)
+    if new is None or new not in known:
+        return None
+    return f" (did you mean {new!r}? `{name}` was renamed to `{new}`, the name scanpy and `select_genes` use)"
+
+
+def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> UnknownKeywordError:
+    """An error naming unknown keyword arguments, with a "did you mean" for each renamed keyword or close match."""
+    import difflib
+
+    hints = []
+    for k in unknown:
+        hint = renamed_hint(k, known)
+        if hint is None:
+            close = difflib.get_close_matches(k, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hints.append(f"{k!r}{hint}")
+    return UnknownKeywordError(f"{where}: unknown keyword argument(s) {', '.join(hints)}; known: {sorted(set(known))}.")
+
+
+def refuse_renamed(func: _F) -> _F:
+    """Decorate ``func`` so that a renamed keyword (e.g. ``n_genes=``) raises `UnknownKeywordError` naming the new one.
+
+    Python's own error ("unexpected keyword argument") would not say what the keyword is called now. The signature
+    (and hence docs and the CLI schema) stays that of ``func``.
+    """
+    import inspect
+
+    params = [p for p in inspect.signature(func).parameters if p != "self"]
+    where = func.__qualname__.replace(".__init__", "")
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        old = sorted(k for k in kwargs if k in RENAMED_KEYWORDS and k not in params)
+        if old:
+            raise unknown_keys_error(old, params, where=where)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def rename_legacy_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a record written by an earlier version with renamed keys under their new names.
+
+    A record holding both spellings keeps the new one.
+    """
+    out = dict(record)
+    for old, new in RENAMED_KEYWORDS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out

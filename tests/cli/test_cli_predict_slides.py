@@ -19,7 +19,7 @@ def cohort(tmp_path_factory):
     """A tiny saved model and two small slides (a pale background around a square of synthetic tissue)."""
     root = tmp_path_factory.mktemp("cli-slides")
     sdata = gd.datasets.synthetic(preset="tiny", seed=0)
-    fit = dict(n_genes=5, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, progress=False)
+    fit = dict(n_top_genes=5, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, progress=False)
     model_path = gd.tl.fit(sdata, **fit).save(root / "model.pt")
     paths = []
     for name, (y, x) in {"a": (300, 300), "b": (400, 500)}.items():

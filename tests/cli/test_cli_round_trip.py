@@ -7,7 +7,7 @@ import yaml
 from genedml._cli import main
 
 FIT = {
-    "n_genes": 12,
+    "n_top_genes": 12,
     "encoder": "test_resnet",
     "pretrained": False,
     "config": "cpu",

@@ -36,7 +36,7 @@ def test_feature_spec_is_validated_where_it_is_built(kwargs, match):
         ({"genes": "ERBB2"}, TypeError, "`genes` must be a list"),
         ({"genes": []}, ValueError, "`genes` is empty"),
         ({"genes": ["A", "B", "A"]}, ValueError, r"lists \['A'\] more than once"),
-        ({"n_genes": 0}, ValueError, "`n_genes`"),
+        ({"n_top_genes": 0}, ValueError, "`n_top_genes`"),
         ({"normalize": "tpm"}, ValueError, "`normalize` must be one of"),
         ({"smooth": "yes"}, ValueError, "`smooth` must be a bool"),
     ],
@@ -61,20 +61,73 @@ def test_shorthands_go_to_the_recipe_they_belong_to():
     from genedml.tl._recipes import route_shorthands
 
     rec = route_shorthands(
-        {"encoder": "morphology", "n_genes": 7, "batch_size": 16, "embed_batch_size": 8, "max_epochs": 3, "config": 1},
+        {
+            "encoder": "morphology",
+            "n_top_genes": 7,
+            "batch_size": 16,
+            "embed_batch_size": 8,
+            "max_epochs": 3,
+            "config": 1,
+        },
         features=FeatureSpec("resnet18", target_px=56),
         targets=None,
         extra={"config": None},
         where="test",
     )
     assert rec.features == FeatureSpec("morphology", target_px=56, batch_size=8)  # spec + shorthand override
-    assert rec.targets == TargetSpec(n_genes=7)
+    assert rec.targets == TargetSpec(n_top_genes=7)
     assert rec.train == {"batch_size": 16, "max_epochs": 3}  # `batch_size` is the training one
     assert rec.extra == {"config": 1}
     with pytest.raises(TypeError, match=r"'target_pxx' \(did you mean 'target_px'\?\)"):
         route_shorthands({"target_pxx": 3}, features=None, targets=None, where="test")
     with pytest.raises(ValueError, match="`targets` must be a TargetSpec"):
-        route_shorthands({}, features=None, targets={"n_genes": 3}, where="test")
+        route_shorthands({}, features=None, targets={"n_top_genes": 3}, where="test")
+
+
+def test_the_old_name_n_genes_is_an_error_that_names_n_top_genes():
+    """`n_genes` was renamed `n_top_genes` (scanpy's and `select_genes`' name): no alias, an error naming the new one.
+
+    difflib alone would suggest `genes`; the explicit rename hint must win everywhere the old keyword can be passed.
+    """
+    import genedml as gd
+    from genedml._validators import UnknownKeywordError
+    from genedml.tl._recipes import route_shorthands
+
+    msg = r"'n_genes' \(did you mean 'n_top_genes'\? `n_genes` was renamed to `n_top_genes`"
+    sdata = gd.datasets.synthetic(preset="tiny")
+    keys = lambda: [(sorted(t.uns), sorted(t.obsm), sorted(t.layers), list(t.obs)) for t in sdata.tables.values()]  # noqa: E731
+    before = keys()
+    calls = {
+        "TargetSpec": lambda: TargetSpec(n_genes=5),
+        "TargetSpec.replace": lambda: TargetSpec().replace(n_genes=5),
+        "route_shorthands": lambda: route_shorthands({"n_genes": 5}, features=None, targets=None, where="test"),
+        "fit": lambda: gd.tl.fit(sdata, n_genes=5, encoder="test_resnet", pretrained=False, config="cpu"),
+        "cross_validate": lambda: gd.tl.cross_validate(sdata, methods=["mean"], n_genes=5, encoder="test_resnet"),
+        "setup": lambda: gd.models.GeneDML("cpu", encoder="test_resnet", pretrained=False).setup(sdata, n_genes=5),
+        "baseline setup": lambda: gd.models.MeanBaseline().setup(sdata, n_genes=5),
+    }
+    for name, call in calls.items():
+        with pytest.raises(UnknownKeywordError, match=msg) as err:
+            call()
+        assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError), name
+    assert keys() == before  # refused before any write
+    # the new name works where the old one is refused, and a misspelling still gets difflib's hint
+    assert TargetSpec(n_top_genes=5).n_top_genes == 5
+    with pytest.raises(UnknownKeywordError, match=r"'n_top_gene' \(did you mean 'n_top_genes'\?\)"):
+        route_shorthands({"n_top_gene": 5}, features=None, targets=None, where="test")
+
+
+def test_target_spec_reads_records_written_before_the_rename():
+    """Saved records (a cross-validation's params, `setup_kwargs`) of earlier versions spell the field `n_genes`."""
+    old = {"genes": None, "n_genes": 50, "panel": None, "normalize": "log1p_cp10k", "smooth": False, "k": None}
+    spec = TargetSpec.from_record(old)
+    assert spec == TargetSpec(n_top_genes=50, normalize="log1p_cp10k", smooth=False)
+    assert TargetSpec.from_record(spec.setup_kwargs()) == spec  # today's records round-trip
+    assert TargetSpec.from_record({"n_genes": 7, "n_top_genes": 9}).n_top_genes == 9  # the new key wins
+    with pytest.raises(ValueError, match="`n_top_genes` must be a positive integer, got 0"):
+        TargetSpec.from_record({"n_genes": 0})  # a legacy record is validated like a new one
+    with pytest.raises(ValueError, match="`record` must be a dict"):
+        TargetSpec.from_record([("n_genes", 5)])
 
 
 # ----------------------------------------------------------------------------------------------- store options
@@ -134,7 +187,12 @@ def test_a_model_keeps_its_recipes_through_a_checkpoint(tmp_path):
     sdata = gd.datasets.synthetic(preset="tiny")
     spec = FeatureSpec("test_resnet", pretrained=False, target_px=PX, neighbor_grid="lattice", dtype="float16")
     model = gd.tl.fit(
-        sdata, features=spec, targets=TargetSpec(n_genes=10, smooth=False), config="cpu", max_epochs=1, progress=False
+        sdata,
+        features=spec,
+        targets=TargetSpec(n_top_genes=10, smooth=False),
+        config="cpu",
+        max_epochs=1,
+        progress=False,
     )
     assert model.feature_spec == spec and model.normalize_["smooth"] is False
     assert not any(k.startswith("genedml") for k in sdata.tables["table"].obsm)

@@ -77,7 +77,7 @@ def test_store_batches_equal_dense_batches(sdata):
 
 
 def test_model_from_store_equals_model_from_dense_arrays(sdata, monkeypatch):
-    kw = {"n_genes": 8, "normalize": "log1p_cp10k", "config": "cpu", "max_epochs": 2, "patience": None,
+    kw = {"n_top_genes": 8, "normalize": "log1p_cp10k", "config": "cpu", "max_epochs": 2, "patience": None,
           "batch_size": 32, "accelerator": "cpu", "seed": 5, **EMBED}  # fmt: skip
 
     def fit_predict():

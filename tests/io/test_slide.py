@@ -240,7 +240,7 @@ def test_slide_to_spot_grid_to_predict(tmp_path):
     train = gd.datasets.synthetic(preset="tiny")
     model = gd.tl.fit(
         train,
-        n_genes=8,
+        n_top_genes=8,
         encoder="test_resnet",
         pretrained=False,
         config="cpu",

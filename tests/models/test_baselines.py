@@ -53,7 +53,7 @@ def fitted(feature_cache):
         "stnet": make_method("stnet", train_config={**tc, "max_epochs": 2}, backbone="test_resnet", **SHARED),
     }
     for m in models.values():
-        m.setup(sdata, n_genes=N_GENES, sections=TRAIN, progress=False).train(progress=False)
+        m.setup(sdata, n_top_genes=N_GENES, sections=TRAIN, progress=False).train(progress=False)
     return sdata, models
 
 

@@ -24,7 +24,7 @@ def ridges():
     """Two ridge models of different penalties on the tiny synthetic data (closed form: fast)."""
     sdata = gd.datasets.synthetic(preset="tiny")
     models = [
-        make_method("ridge", alpha=a, **SHARED).setup(sdata, n_genes=8, progress=False).train() for a in (1.0, 50.0)
+        make_method("ridge", alpha=a, **SHARED).setup(sdata, n_top_genes=8, progress=False).train() for a in (1.0, 50.0)
     ]
     return sdata, models
 

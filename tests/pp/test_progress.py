@@ -65,7 +65,7 @@ def test_total_counts_dihedral_variants(recording):
 def test_not_a_terminal_gives_plain_lines(capsys):
     assert _utils.tqdm_class().__name__ == "LogBar"  # pytest's captured stderr is no terminal
     sdata = gd.datasets.synthetic(preset="tiny")
-    gd.tl.fit(sdata, n_genes=10, config="cpu", max_epochs=2, patience=None, batch_size=32, progress=True, **EMBED)
+    gd.tl.fit(sdata, n_top_genes=10, config="cpu", max_epochs=2, patience=None, batch_size=32, progress=True, **EMBED)
     err = capsys.readouterr().err
     assert "\r" not in err and "\x1b[" not in err  # no redrawn bar, no cursor movement
     lines = [ln for ln in err.splitlines() if ln.startswith(("embed", "training"))]
@@ -77,7 +77,7 @@ def test_not_a_terminal_gives_plain_lines(capsys):
 
 def test_progress_false_silences_everything(capsys):
     sdata = gd.datasets.synthetic(preset="tiny")
-    model = gd.tl.fit(sdata, n_genes=10, config="cpu", max_epochs=1, batch_size=32, progress=False, **EMBED)
+    model = gd.tl.fit(sdata, n_top_genes=10, config="cpu", max_epochs=1, batch_size=32, progress=False, **EMBED)
     gd.tl.predict(sdata, model, progress=False)
     captured = capsys.readouterr()
     assert "embed" not in captured.err and "epoch" not in captured.err.lower() and captured.out == ""
@@ -86,8 +86,8 @@ def test_progress_false_silences_everything(capsys):
 def test_cross_validate_shows_progress_inside_each_task(capsys):
     sdata = gd.datasets.synthetic(preset="tiny")
     gd.tl.cross_validate(
-        sdata, methods=["mean", "gene_dml"], n_genes=10, config="cpu", train_config={"max_epochs": 1, "batch_size": 32},
-        progress=True, **EMBED,
+        sdata, methods=["mean", "gene_dml"], n_top_genes=10, config="cpu",
+        train_config={"max_epochs": 1, "batch_size": 32}, progress=True, **EMBED,
     )  # fmt: skip
     err = capsys.readouterr().err
     assert "\r" not in err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 #: the smallest Gene-DML fit that exercises every part (seconds on a CPU)
 FIT_KW = dict(
-    n_genes=10,
+    n_top_genes=10,
     encoder="test_resnet",
     config="cpu",
     max_epochs=1,

@@ -16,7 +16,7 @@ from _rel_data import snapshot
 import genedml as gd
 
 FIT = dict(
-    n_genes=12,
+    n_top_genes=12,
     encoder="test_resnet",
     pretrained=False,
     config="cpu",
@@ -73,11 +73,11 @@ def _refused(fn, sdata, err, match):
 # ------------------------------------------------------------------------------------------------------ fit
 
 FIT_ERRORS = {
-    "n_genes_zero": ({"n_genes": 0}, ValueError, r"`n_genes` must be a positive integer, got 0"),
-    "n_genes_negative": ({"n_genes": -3}, ValueError, r"`n_genes` must be a positive integer"),
-    "n_genes_str": ({"n_genes": "12"}, ValueError, r"`n_genes` must be a positive integer, got '12'"),
-    "n_genes_float": ({"n_genes": 2.5}, ValueError, r"`n_genes` must be a positive integer"),
-    "n_genes_bool": ({"n_genes": True}, ValueError, r"`n_genes` must be a positive integer"),
+    "n_top_genes_zero": ({"n_top_genes": 0}, ValueError, r"`n_top_genes` must be a positive integer, got 0"),
+    "n_top_genes_negative": ({"n_top_genes": -3}, ValueError, r"`n_top_genes` must be a positive integer"),
+    "n_top_genes_str": ({"n_top_genes": "12"}, ValueError, r"`n_top_genes` must be a positive integer, got '12'"),
+    "n_top_genes_float": ({"n_top_genes": 2.5}, ValueError, r"`n_top_genes` must be a positive integer"),
+    "n_top_genes_bool": ({"n_top_genes": True}, ValueError, r"`n_top_genes` must be a positive integer"),
     "genes_unknown": ({"genes": ["NOPE"]}, ValueError, r"none of the 1 genes of `genes` is in the table"),
     "genes_empty": ({"genes": []}, ValueError, r"`genes` is empty"),
     "genes_one_string": ({"genes": "ERBB2"}, TypeError, r"`genes` must be a list of gene names"),
@@ -265,7 +265,7 @@ def test_evaluate_refuses(trained, case):
 
 CV = dict(
     methods=["mean"],
-    n_genes=8,
+    n_top_genes=8,
     encoder="test_resnet",
     pretrained=False,
     target_px=32,
@@ -281,7 +281,7 @@ CV_ERRORS = {
     "groupby_one_group": ({"groupby": "one"}, ValueError, r"`groupby`='one' has 1 group"),
     "n_hpg_zero": ({"n_hpg": 0}, ValueError, r"`n_hpg` must be a positive integer, got 0"),
     "table_key_unknown": ({"table_key": "nope"}, KeyError, r"`table_key`='nope'"),
-    "n_genes_zero": ({"n_genes": 0}, ValueError, r"`n_genes` must be a positive integer"),
+    "n_top_genes_zero": ({"n_top_genes": 0}, ValueError, r"`n_top_genes` must be a positive integer"),
 }
 
 

@@ -14,10 +14,10 @@ from genedml._cli._config import SECTIONS, ConfigError, load_config
 
 BASE = {
     "data": {"synthetic": {"preset": "tiny", "seed": 0}},
-    "fit": {"n_genes": 12, "encoder": "test_resnet", "pretrained": False, "config": "cpu", "max_epochs": 1},
+    "fit": {"n_top_genes": 12, "encoder": "test_resnet", "pretrained": False, "config": "cpu", "max_epochs": 1},
     "predict": {"key_added": "predicted"},
     "evaluate": {"n_hpg": 5, "aggregate": "section"},
-    "cv": {"methods": ["mean", "gene_dml"], "n_genes": 12, "k": None},
+    "cv": {"methods": ["mean", "gene_dml"], "n_top_genes": 12, "k": None},
     "output": "run",
 }
 VALUES = [None, True, 0, -1, 3, 2.5, "", "x", "tiny", [], [1], ["a", 2], {}, {"a": 1}, 1e300, "1", "null"]

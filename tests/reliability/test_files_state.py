@@ -86,7 +86,7 @@ def test_weights_file_with_code_never_runs_through_the_api(tmp_path, sdata, entr
         if entry == "embed":
             gd.tl.embed(sdata, encoder="test_resnet", weights=path, target_px=32, scales="global")
         else:
-            gd.tl.fit(sdata, weights=path, **{**FIT_KW, "n_genes": 5})
+            gd.tl.fit(sdata, weights=path, **{**FIT_KW, "n_top_genes": 5})
     assert not marker.exists()
     if entry == "embed":  # fit's selection/targets happen before the encoder: rel-b makes fit validate first
         assert (set(table.obsm), set(table.uns.get("genedml", {}))) == keys_before
@@ -417,7 +417,7 @@ def test_baseline_checkpoint_is_verified_too(tmp_path, sdata):
     from genedml.models import CheckpointError, load_method, make_method
 
     model = make_method("ridge", encoder="test_resnet", pretrained=False, target_px=32)
-    model.setup(sdata, n_genes=5, progress=False).train()
+    model.setup(sdata, n_top_genes=5, progress=False).train()
     path = model.save(tmp_path / "ridge.pt")
     assert load_method(path).model_hash == model.model_hash
     raw = bytearray(path.read_bytes())
@@ -605,7 +605,7 @@ def test_zarr_paths_are_checked(tmp_path, through_zarr, case):
 
 # --------------------------------------------------------------------------------------------------- resume folders
 CV_KW = dict(
-    methods=("mean",), n_genes=5, n_hpg=3, encoder="test_resnet", pretrained=False, target_px=32, groupby="section"
+    methods=("mean",), n_top_genes=5, n_hpg=3, encoder="test_resnet", pretrained=False, target_px=32, groupby="section"
 )
 
 

@@ -68,7 +68,7 @@ def test_diverged_training_raises_and_leaves_the_model_untrained(sdata, name):
     import genedml as gd
     from genedml.models import TrainingDivergedError
 
-    model = _method(name, **DIVERGE).setup(sdata, n_genes=5, progress=False)
+    model = _method(name, **DIVERGE).setup(sdata, n_top_genes=5, progress=False)
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
     with pytest.raises(TrainingDivergedError, match=r"diverged at epoch \d+: .*non-finite.*Lower `lr` \(now 1e\+30"):
         model.train(progress=False)
@@ -83,7 +83,7 @@ def test_diverged_training_raises_and_leaves_the_model_untrained(sdata, name):
 
 def test_bleep_with_a_huge_lr_stays_finite(sdata):
     """Allowed: BLEEP's projections are L2-normalised and it predicts by retrieval, so its output cannot overflow."""
-    model = _method("bleep", **DIVERGE).setup(sdata, n_genes=5, progress=False).train(progress=False)
+    model = _method("bleep", **DIVERGE).setup(sdata, n_top_genes=5, progress=False).train(progress=False)
     assert model.is_trained_ and np.isfinite(model.predict(sdata)).all()
 
 
@@ -101,7 +101,7 @@ def test_fit_with_a_huge_lr_raises_instead_of_returning_nan_predictions(sdata, l
 def test_non_finite_training_data_is_reported_as_divergence(sdata, where):
     from genedml.models import TrainingDivergedError
 
-    model = _method("gene_dml").setup(sdata, n_genes=5, progress=False)
+    model = _method("gene_dml").setup(sdata, n_top_genes=5, progress=False)
     if where == "targets":
         model._train_data.y[:, 0] = np.nan
     else:
@@ -115,7 +115,7 @@ def test_non_finite_training_data_is_reported_as_divergence(sdata, where):
 def test_retrain_after_divergence_with_a_lower_lr_works(sdata):
     from genedml.models import TrainingDivergedError
 
-    model = _method("gene_dml", **DIVERGE).setup(sdata, n_genes=5, progress=False)
+    model = _method("gene_dml", **DIVERGE).setup(sdata, n_top_genes=5, progress=False)
     with pytest.raises(TrainingDivergedError):
         model.train(progress=False)
     model.train_config.lr = 1e-3
@@ -292,7 +292,7 @@ def test_train_before_setup_is_a_clear_error():
 def test_predict_with_an_untrained_model_leaves_the_data(sdata):
     import genedml as gd
 
-    model = _method("gene_dml").setup(sdata, n_genes=5, progress=False)  # set up, never trained
+    model = _method("gene_dml").setup(sdata, n_top_genes=5, progress=False)  # set up, never trained
     snap = _snapshot(sdata)
     with pytest.raises(ValueError, match="`model` is not trained or loaded"):
         gd.tl.predict(sdata, model)
@@ -303,7 +303,7 @@ def test_predict_with_an_untrained_model_leaves_the_data(sdata):
 
 def test_paper_protocol_without_validation_sections_is_refused(sdata):
     with pytest.raises(ValueError, match=r"protocol='paper'.*pass `val_sections`"):
-        _method("gene_dml", protocol="paper").setup(sdata, n_genes=5, progress=False)
+        _method("gene_dml", protocol="paper").setup(sdata, n_top_genes=5, progress=False)
 
 
 def test_same_seed_gives_the_same_model(sdata):

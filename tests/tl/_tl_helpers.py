@@ -1,7 +1,7 @@
 """Shared settings of the tl tests (imported by name: pytest puts this folder on sys.path)."""
 
 FIT_KW = dict(
-    n_genes=20,
+    n_top_genes=20,
     encoder="test_resnet",
     pretrained=False,
     config="cpu",

@@ -18,7 +18,7 @@ CV_KW = dict(encoder="test_resnet", pretrained=False, config="cpu", target_px=10
 TRAIN = dict(max_epochs=3, batch_size=32, patience=None, lr=1e-3)
 N_GENES, N_HPG = 20, 5
 # the module's CV run (the fixture below); test_resume_* repeat it
-RUN_KW = dict(methods=("gene_dml", "mean"), n_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, **CV_KW)
+RUN_KW = dict(methods=("gene_dml", "mean"), n_top_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, **CV_KW)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_gene_selection_sees_only_training_spots(data):
     lil[:, table.var_names.get_loc(g)] = np.where(p2, 5000, 0)[:, None]  # … made the top gene, in patient P2 only
     table.layers[Keys.counts] = lil.tocsr()
     table.X = lil.tocsr()
-    res = gd.tl.cross_validate(data, methods=("mean",), n_genes=10, **CV_KW)
+    res = gd.tl.cross_validate(data, methods=("mean",), n_top_genes=10, **CV_KW)
     held_out = res.scores.groupby("fold")["test_group"].first()
     genes = {held_out[f]: m.genes_ for (_, f), m in res.models.items()}
     assert g in genes["P1"]  # trained on P2, where it is the most expressed gene: selection is data-driven …
@@ -227,15 +227,43 @@ def test_resume_refuses_results_of_a_different_run(cv, tmp_path):
     sdata, _, resume = cv
     copy = tmp_path / "resume"
     shutil.copytree(resume, copy)
-    kw = dict(methods=("mean",), n_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, resume_dir=copy, **CV_KW)
-    with pytest.raises(ValueError, match=r"`resume_dir`.*different run.*differs in: n_genes"):
-        gd.tl.cross_validate(sdata, **{**kw, "n_genes": N_GENES - 1})
+    kw = dict(methods=("mean",), n_top_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, resume_dir=copy, **CV_KW)
+    with pytest.raises(ValueError, match=r"`resume_dir`.*different run.*differs in: n_top_genes"):
+        gd.tl.cross_validate(sdata, **{**kw, "n_top_genes": N_GENES - 1})
     with pytest.raises(ValueError, match=r"differs in: normalize"):
         gd.tl.cross_validate(sdata, **{**kw, "normalize": "log1p_cp10k"})
     # the same settings resume; scores without a saved model are recomputed when the models are to be kept
     (copy / "mean.fold0.pt").unlink()
     again = gd.tl.cross_validate(sdata, **kw)
     assert (copy / "mean.fold0.pt").is_file() and set(again.models) == {("mean", 0), ("mean", 1)}
+
+
+def test_resume_reads_folders_written_before_the_n_top_genes_rename(cv, tmp_path, monkeypatch):
+    """A resume record whose fingerprint spells the gene count `n_genes` (earlier versions) is the same run."""
+    import json
+
+    from genedml.models import MeanBaseline
+
+    sdata, res, resume = cv
+    assert res.params["n_top_genes"] == N_GENES and "n_genes" not in res.params
+    assert sdata["table"].uns["genedml"]["cv"]["params"]["n_top_genes"] == N_GENES
+    copy = tmp_path / "resume"
+    shutil.copytree(resume, copy)
+    for f in (0, 1):
+        path = copy / f"mean.fold{f}.json"
+        done = json.loads(path.read_text())
+        done["fingerprint"]["n_genes"] = done["fingerprint"].pop("n_top_genes")
+        path.write_text(json.dumps(done))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished fold was recomputed")
+
+    monkeypatch.setattr(MeanBaseline, "setup", refuse)
+    kw = dict(methods=("mean",), n_top_genes=N_GENES, n_hpg=N_HPG, train_config=TRAIN, resume_dir=copy, **CV_KW)
+    again = gd.tl.cross_validate(sdata, **kw)
+    pd.testing.assert_frame_equal(again.scores, res.scores[res.scores["method"] == "mean"].reset_index(drop=True))
+    with pytest.raises(ValueError, match=r"differs in: n_top_genes"):  # the old key is read as the new one
+        gd.tl.cross_validate(sdata, **{**kw, "n_top_genes": N_GENES - 1})
 
 
 def test_ensemble_predicts_the_mean_of_the_fold_models(cv, data):
@@ -257,7 +285,7 @@ def test_ensemble_predicts_the_mean_of_the_fold_models(cv, data):
 
 
 def test_group_kfold_over_sections(data):
-    res = gd.tl.cross_validate(data, methods=("mean",), groupby=Keys.section, k=2, n_genes=10, seed=0, **CV_KW)
+    res = gd.tl.cross_validate(data, methods=("mean",), groupby=Keys.section, k=2, n_top_genes=10, seed=0, **CV_KW)
     scores = res.scores
     assert sorted(scores["fold"].unique()) == [0, 1] and sorted(scores["section"]) == ["S1", "S2", "S3", "S4"]
     for (_, f), model in res.models.items():
@@ -269,7 +297,7 @@ def test_group_kfold_over_sections(data):
 
 
 def test_paper_protocol_is_optimistic_and_ranks_hpg_over_test_folds(data):
-    res = gd.tl.cross_validate(data, methods=("ridge", "mean"), protocol="paper", n_genes=10, n_hpg=3, **CV_KW)
+    res = gd.tl.cross_validate(data, methods=("ridge", "mean"), protocol="paper", n_top_genes=10, n_hpg=3, **CV_KW)
     assert res.params["protocol"] == "paper" and res.params["optimistic"] is True
     assert data["table"].uns["genedml"]["cv"]["params"]["optimistic"] is True
     assert "optimistic" in res.table().index.name  # a printed table carries the label
@@ -297,7 +325,7 @@ def test_paper_protocol_is_optimistic_and_ranks_hpg_over_test_folds(data):
 
 
 def test_target_um_reaches_the_models(data):
-    res = gd.tl.cross_validate(data, methods=("mean",), n_genes=10, **{**CV_KW, "target_px": 64}, target_um=160.0)
+    res = gd.tl.cross_validate(data, methods=("mean",), n_top_genes=10, **{**CV_KW, "target_px": 64}, target_um=160.0)
     assert res.params["encoder"]["target_um"] == 160.0
     for model in res.models.values():
         assert model.encoder.target_um == 160.0 and model.encoder.target_px == 64
@@ -317,7 +345,7 @@ def test_method_kwargs_train_config_applies_to_that_method_only(data):
     res = gd.tl.cross_validate(
         data,
         methods=("gene_dml", "bleep"),
-        n_genes=10,
+        n_top_genes=10,
         train_config={**TRAIN, "max_epochs": 2},
         method_kwargs={"bleep": {"train_config": {"max_epochs": 1, "protocol": "paper"}}},
         **CV_KW,
@@ -355,7 +383,7 @@ def test_bad_input_fails_before_any_training(data, monkeypatch):
 @pytest.mark.parametrize("protocol", ["clean", "paper"])
 def test_pcc_h_is_na_when_no_more_genes_than_n_hpg(data, protocol):
     # PCC(H) over all genes would repeat PCC(A): reported n/a, as gd.tl.evaluate does (issue 15)
-    res = gd.tl.cross_validate(data, methods=("ridge", "mean"), protocol=protocol, n_genes=5, n_hpg=5, **CV_KW)
+    res = gd.tl.cross_validate(data, methods=("ridge", "mean"), protocol=protocol, n_top_genes=5, n_hpg=5, **CV_KW)
     assert res.scores["pcc_h"].isna().all() and res.scores.loc[res.scores["method"] == "ridge", "pcc_a"].notna().all()
     table = res.table()
     assert (table["pcc_h"] == "n/a").all() and table.loc["mean", "pcc_a"] == "n/a"

@@ -12,7 +12,7 @@ import genedml as gd
 @pytest.fixture(scope="module")
 def fitted():
     sdata = gd.datasets.synthetic(preset="tiny")
-    model = gd.tl.fit(sdata, n_genes=10, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1,
+    model = gd.tl.fit(sdata, n_top_genes=10, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1,
                       batch_size=32, target_px=32, progress=False)  # fmt: skip
     return sdata, model
 

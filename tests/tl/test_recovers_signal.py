@@ -11,7 +11,7 @@ def test_gene_dml_recovers_planted_signal():
     # 200 px windows = one spot pitch at 1 µm/px: neighbour tiles are other spots' windows, encoded once (fast).
     model = gd.tl.fit(
         sdata,
-        n_genes=30,
+        n_top_genes=30,
         encoder="test_resnet",
         pretrained=False,
         target_px=200,

@@ -179,7 +179,7 @@ def test_real_models_save_load_and_he_only(tmp_path):
     members = []
     for seen in (["S1"], ["S2"]):  # both leave S3 out; each has its own section
         m = make_method("ridge", train_config={"seed": 0}, **kw)
-        members.append(m.setup(sdata, n_genes=10, sections=seen, progress=False).train(progress=False))
+        members.append(m.setup(sdata, n_top_genes=10, sections=seen, progress=False).train(progress=False))
     model = gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=["S3"], groupby="patient")
     path = model.save(tmp_path / "ens")
     with pytest.raises(FileExistsError):

@@ -11,6 +11,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from .._validators import renamed_hint
+
 __all__ = ["DATA_SOURCES", "SECTIONS", "ConfigError", "load_config", "load_data", "schema"]
 
 DATA_SOURCES = ("synthetic", "her2st", "st", "visium", "hest", "zarr")
@@ -31,7 +33,10 @@ class ConfigError(ValueError):
 
 
 def did_you_mean(name: str, choices) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    """`` (did you mean 'x'?)`` for a renamed key's new name or the closest of ``choices``, or an empty string."""
+    renamed = renamed_hint(str(name), [str(c) for c in choices])
+    if renamed is not None:
+        return renamed
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

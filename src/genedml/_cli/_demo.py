@@ -13,7 +13,7 @@ DEMO_DATA = dict(n_sections=3, n_patients=3)
 DEMO_FIT = dict(
     # The 200 most expressed of the 250 synthetic genes (the sparsest fail `min_frac_spots`): PCC(H) then scores the
     # 50 most predictive of them, as in the paper (with only 50 genes it would equal PCC(A)).
-    n_genes=200,
+    n_top_genes=200,
     # Hand-crafted colour, stain, texture and nuclei features: no weights needed, the best offline encoder measured
     # on real HER2ST (benchmarks/README.md), and better than a random CNN on the held-out section here.
     encoder="morphology",
@@ -73,7 +73,7 @@ def run_demo(out: Path, *, preset: str, encoder: str, epochs: int, seed: int, pr
     save_csv(_qc(table), out / "qc.csv")
     save_fig(gd.pl.spots(sdata, color="auto"), out / "hne_spots.png")
     kw = {**DEMO_FIT, "encoder": encoder, "max_epochs": epochs, "progress": progress}
-    kw["n_genes"] = min(kw["n_genes"], table.n_vars)  # the tiny preset has 50 genes
+    kw["n_top_genes"] = min(kw["n_top_genes"], table.n_vars)  # the tiny preset has 50 genes
     model = gd.tl.fit(sdata, sections=roles["train"], val_sections=roles["validation"], **kw)
     _out(
         f"fit: {model.fit_info_['epochs_run']} epochs, best validation PCC {model.fit_info_['best_val_pcc']:.3f} "

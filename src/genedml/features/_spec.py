@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
-from .._validators import assert_one_of, assert_positive_int
+from .._validators import UnknownKeywordError, assert_one_of, assert_positive_int, unknown_keys_error
 from ._windows import WindowSpec
 
 __all__ = ["NEIGHBOR_GRIDS", "FeatureSpec", "UnknownKeywordError", "resolve_feature_spec", "unknown_keys_error"]
@@ -130,21 +130,6 @@ class FeatureSpec:
     def fields(cls) -> tuple[str, ...]:
         """Names of the fields (the keyword shorthands ``fit`` and ``cross_validate`` route here)."""
         return tuple(f.name for f in dataclasses.fields(cls))
-
-
-class UnknownKeywordError(TypeError, ValueError):
-    """An unknown keyword argument (a ``TypeError`` as Python raises, and a ``ValueError`` like genedml's checks)."""
-
-
-def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> UnknownKeywordError:
-    """An error naming unknown keyword arguments, with a "did you mean" for each close match."""
-    import difflib
-
-    hints = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, known, n=1)
-        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return UnknownKeywordError(f"{where}: unknown keyword argument(s) {', '.join(hints)}; known: {sorted(set(known))}.")
 
 
 def resolve_feature_spec(features: FeatureSpec | str | None, shorthands: dict[str, Any]) -> tuple[FeatureSpec, Any]:

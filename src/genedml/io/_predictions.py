@@ -38,7 +38,7 @@ def read_predictions(path: str | os.PathLike, *, table_key: str | None = None) -
     >>> import tempfile, pathlib
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = gd.tl.fit(sdata, features=gd.features.FeatureSpec("test_resnet", pretrained=False), n_genes=10,
+    >>> model = gd.tl.fit(sdata, features=gd.features.FeatureSpec("test_resnet", pretrained=False), n_top_genes=10,
     ...                   config="cpu", max_epochs=1, batch_size=32, progress=False)
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "pred.zarr"
     >>> _ = gd.tl.predict(sdata, model, out=path)

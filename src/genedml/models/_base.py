@@ -13,7 +13,7 @@ import numpy as np
 from .._keys import Keys
 from .._logging import logger
 from .._utils import resolve_progress
-from .._validators import assert_positive_int
+from .._validators import assert_positive_int, refuse_renamed
 from ..features import FeatureSpec
 from ..pp import RECIPES as _RECIPES
 from ._checkpoint import Checkpointed, _plain
@@ -91,12 +91,13 @@ class SpotModel(WeightsFile, Checkpointed):
         self._buffer_data: SpotData | None = None  # training spots in neither inner set (the block's border)
 
     # ------------------------------------------------------------------------------------------------- setup
+    @refuse_renamed
     def setup(
         self,
         sdata: SpatialData,
         *,
         genes: list[str] | None = None,
-        n_genes: int = 250,
+        n_top_genes: int = 250,
         panel: str | None = None,
         normalize: str = "paper",
         smooth: bool = True,
@@ -114,9 +115,10 @@ class SpotModel(WeightsFile, Checkpointed):
         ----------
         sdata
             Training data in genedml's data model, with raw counts.
-        genes, n_genes, panel
-            Explicit gene list, or the top ``n_genes`` by mean expression over the training spots (TRIPLEX's "HEG"),
-            or a named 250-gene panel (``"her2st"``, ``"stnet"``, ``"skinst"``).
+        genes, n_top_genes, panel
+            Explicit gene list, or the top ``n_top_genes`` by mean expression over the training spots (TRIPLEX's
+            "HEG"; the argument of `genedml.pp.select_genes`), or a named 250-gene panel (``"her2st"``, ``"stnet"``,
+            ``"skinst"``).
         normalize, smooth
             Target recipe (``"paper"``: median library size, log10(1+x); ``"log1p_cp10k"``) and 3×3 grid smoothing.
         sections
@@ -163,14 +165,20 @@ class SpotModel(WeightsFile, Checkpointed):
         train_mask = np.zeros(table.n_obs, dtype=bool)
         train_mask[train_rows] = True
         if genes is None and panel is None:
-            assert_positive_int(n_genes, name="n_genes")
+            assert_positive_int(n_top_genes, name="n_top_genes")
         if not isinstance(smooth, bool):
             raise ValueError(f"`smooth` must be a bool, got {smooth!r}.")
         if normalize not in _RECIPES:  # checked here: `pp.normalize` would name its own argument, `recipe`
             raise ValueError(f"`normalize` must be one of {list(_RECIPES)}, got {normalize!r}.")
         self._check_before_writes(n_train=len(train_rows))
         self.genes_, Y, self.normalize_ = _targets(
-            table, genes=genes, n_genes=n_genes, panel=panel, normalize=normalize, smooth=smooth, train_mask=train_mask
+            table,
+            genes=genes,
+            n_top_genes=n_top_genes,
+            panel=panel,
+            normalize=normalize,
+            smooth=smooth,
+            train_mask=train_mask,
         )
         used = sorted(set(sec_col[train_rows]) | set(sec_col[val_rows]))
         rows_used = np.flatnonzero(np.isin(sec_col, used))
@@ -469,7 +477,7 @@ def _resolve_sections(all_secs, sections, val_sections) -> tuple[list[str], list
     return train, val
 
 
-def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> tuple[list[str], np.ndarray, dict]:
+def _targets(table, *, genes, n_top_genes, panel, normalize, smooth, train_mask) -> tuple[list[str], np.ndarray, dict]:
     """Genes, normalised targets ``(n_obs, G)`` and the recipe record, computed on a scratch AnnData.
 
     The scratch object shares the table's counts and ``obs`` columns, so gene selection and normalisation run
@@ -483,7 +491,7 @@ def _targets(table, *, genes, n_genes, panel, normalize, smooth, train_mask) -> 
     layers = {Keys.counts: table.layers[Keys.counts]} if Keys.counts in table.layers else {}
     scratch = ad.AnnData(X=table.X, obs=table.obs[cols].copy(), var=table.var[[]].copy(), layers=layers)
     chosen = pp.select_genes(
-        scratch, n_top_genes=n_genes, genes=genes, panel=panel, train_mask=train_mask, inplace=False
+        scratch, n_top_genes=n_top_genes, genes=genes, panel=panel, train_mask=train_mask, inplace=False
     )
     pp.normalize(scratch, genes=chosen, recipe=normalize, smooth=smooth, key_added=TARGET_KEY)
     return (

@@ -46,7 +46,7 @@ class EnsembleModel:
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> members = [
     ...     make_method("ridge", alpha=a, encoder="test_resnet", pretrained=False, target_px=32)
-    ...     .setup(sdata, n_genes=10, progress=False)
+    ...     .setup(sdata, n_top_genes=10, progress=False)
     ...     .train()
     ...     for a in (1.0, 10.0)
     ... ]

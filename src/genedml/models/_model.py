@@ -44,7 +44,7 @@ class GeneDML(NetworkModel, SpotModel):
     >>> from genedml.models import GeneDML
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> model = GeneDML("cpu", {"max_epochs": 1, "batch_size": 32}, encoder="test_resnet", pretrained=False)
-    >>> model = model.setup(sdata, n_genes=20).train()
+    >>> model = model.setup(sdata, n_top_genes=20).train()
     >>> pred = model.predict(sdata)
     """
 

@@ -137,7 +137,7 @@ def cross_validate(
     features
         The features' recipe shared by all methods: `genedml.features.FeatureSpec` or an encoder name.
     targets
-        The targets' recipe: `genedml.pp.TargetSpec` (genes / ``n_genes`` / panel, normalisation, smoothing).
+        The targets' recipe: `genedml.pp.TargetSpec` (genes / ``n_top_genes`` / panel, normalisation, smoothing).
     train_config
         `TrainConfig` (or dict of its fields) shared by trainable methods. Its ``protocol`` (``"clean"`` or
         ``"paper"``) decides the validation data, and its ``seed`` the fold assignment of ``k`` folds too (when not
@@ -163,7 +163,7 @@ def cross_validate(
     **shorthands
         Single recipe fields for short calls, overriding ``features``, ``targets`` and ``train_config``:
         `FeatureSpec` fields (``encoder``, ``target_um`` …; ``embed_batch_size``), `TargetSpec` fields
-        (``n_genes`` …) and `TrainConfig` fields (``protocol``, ``seed``, ``max_epochs`` …); plus ``config``
+        (``n_top_genes`` …) and `TrainConfig` fields (``protocol``, ``seed``, ``max_epochs`` …); plus ``config``
         (`GeneDMLConfig`, preset name or dict for the Gene-DML family) and ``keep_models`` (default ``True``: keep
         every fold model in the result, for ensembles).
 
@@ -194,7 +194,7 @@ def cross_validate(
         raise ValueError(f"`keep_models` must be a bool, got {keep_models!r}.")
     ts = rec.targets
     genes = None if ts.genes is None else list(ts.genes)
-    n_genes, panel, normalize, smooth = ts.n_genes, ts.panel, ts.normalize, ts.smooth
+    n_top_genes, panel, normalize, smooth = ts.n_top_genes, ts.panel, ts.normalize, ts.smooth
     weights = rec.features.weights
     if protocol not in ("clean", "paper"):
         raise ValueError(f"`protocol` must be 'clean' or 'paper', got {protocol!r}.")
@@ -239,7 +239,7 @@ def cross_validate(
                 k=k,
                 protocol=protocol,
                 genes=genes,
-                n_genes=n_genes,
+                n_top_genes=n_top_genes,
                 panel=panel,
                 normalize=normalize,
                 smooth=smooth,
@@ -271,7 +271,7 @@ def cross_validate(
             model.setup(
                 sdata,
                 genes=genes,
-                n_genes=n_genes,
+                n_top_genes=n_top_genes,
                 panel=panel,
                 normalize=normalize,
                 smooth=smooth,
@@ -323,7 +323,7 @@ def cross_validate(
         "optimistic": protocol == "paper",
         "folds": [{"test_group": lbl, "n_test": len(te)} for _, te, lbl in folds],
         "genes": genes,
-        "n_genes": n_genes,
+        "n_top_genes": n_top_genes,
         "panel": panel,
         "normalize": normalize,
         "smooth": smooth,

@@ -11,6 +11,7 @@ import pandas as pd
 from .._keys import Keys
 from .._logging import logger
 from .._utils import atomic_path
+from .._validators import rename_legacy_keys
 
 __all__ = ["data_fingerprint", "load_done", "model_path", "run_fingerprint", "save_done"]
 
@@ -97,6 +98,8 @@ def load_done(resume: Path | None, name: str, f: int, fingerprint: dict) -> dict
             "or pass a new `resume_dir`."
         ) from None
     old = done.get("fingerprint")
+    if isinstance(old, dict):  # written before `n_genes` was renamed `n_top_genes`: the same setting
+        old = rename_legacy_keys(old)
     if old != fingerprint:
         differ = sorted(k for k in set(fingerprint) | set(old or {}) if (old or {}).get(k) != fingerprint.get(k))
         if "data" in differ and isinstance((old or {}).get("data"), dict) and isinstance(fingerprint["data"], dict):

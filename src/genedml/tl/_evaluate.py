@@ -116,7 +116,7 @@ def evaluate(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = gd.tl.fit(sdata, n_genes=20, encoder="test_resnet", pretrained=False, config="cpu",
+    >>> model = gd.tl.fit(sdata, n_top_genes=20, encoder="test_resnet", pretrained=False, config="cpu",
     ...                   max_epochs=1, batch_size=32)
     >>> gd.tl.predict(sdata, model)
     >>> scores = gd.tl.evaluate(sdata)

@@ -30,7 +30,7 @@ def fit(
 ) -> GeneDML:
     """Fit a Gene-DML model: genes → targets → windows and stored features → Lightning training.
 
-    Steps: gene selection (top ``n_genes`` by mean raw count over training spots, as TRIPLEX; or a panel or a gene
+    Steps: gene selection (top ``n_top_genes`` by mean raw count over training spots, as TRIPLEX; or a panel or a gene
     list), the normalisation recipe with 3×3 grid smoothing, target/neighbour/global windows embedded by a frozen
     encoder (kept in the feature store), then training with early stopping on an inner validation split of the
     training data (``protocol="clean"``: whole patients in cohorts of ≥ 5, otherwise sections or spatial blocks of
@@ -44,7 +44,7 @@ def fit(
         The features' recipe: `genedml.features.FeatureSpec` (encoder, weights, window geometry, neighbour grid,
         dihedral augmentation, storage precision) or an encoder name; ``None``: ``FeatureSpec()``.
     targets
-        The targets' recipe: `genedml.pp.TargetSpec` (genes / ``n_genes`` / panel, normalisation, smoothing);
+        The targets' recipe: `genedml.pp.TargetSpec` (genes / ``n_top_genes`` / panel, normalisation, smoothing);
         ``None``: ``TargetSpec()``.
     config
         `GeneDMLConfig`, preset name (``"her2st"``, ``"stnet"``, ``"skinst"``, ``"cpu"``) or dict; ``None`` = paper
@@ -59,7 +59,7 @@ def fit(
         Progress bars.
     **shorthands
         Single fields of the recipes, for short calls: `FeatureSpec` fields (``encoder="uni"``, ``target_um=112``
-        …; ``embed_batch_size`` is its ``batch_size``), `TargetSpec` fields (``n_genes=50`` …) and `TrainConfig`
+        …; ``embed_batch_size`` is its ``batch_size``), `TargetSpec` fields (``n_top_genes=50`` …) and `TrainConfig`
         fields (``max_epochs=50``, ``batch_size`` …). They override ``features``, ``targets`` and ``train_config``.
 
     Returns
@@ -72,7 +72,7 @@ def fit(
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> spec = gd.features.FeatureSpec("test_resnet", pretrained=False, target_px=32)
-    >>> model = gd.tl.fit(sdata, features=spec, targets=gd.pp.TargetSpec(n_genes=20), config="cpu",
+    >>> model = gd.tl.fit(sdata, features=spec, targets=gd.pp.TargetSpec(n_top_genes=20), config="cpu",
     ...                   max_epochs=1, batch_size=32)
     >>> len(model.genes_), model.feature_spec == spec
     (20, True)

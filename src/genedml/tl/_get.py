@@ -47,7 +47,7 @@ def get_predicted(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> targets = gd.pp.TargetSpec(n_genes=20)
+    >>> targets = gd.pp.TargetSpec(n_top_genes=20)
     >>> model = gd.tl.fit(sdata, targets=targets, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1)
     >>> gd.tl.predict(sdata, model)
     >>> predicted = gd.tl.get_predicted(sdata)

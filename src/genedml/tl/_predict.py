@@ -114,7 +114,7 @@ def predict(
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> features = gd.features.FeatureSpec("test_resnet", pretrained=False)
-    >>> model = gd.tl.fit(sdata, features=features, n_genes=20, config="cpu", max_epochs=1, batch_size=32)
+    >>> model = gd.tl.fit(sdata, features=features, n_top_genes=20, config="cpu", max_epochs=1, batch_size=32)
     >>> gd.tl.predict(sdata, model)
     >>> sdata["table"].layers["predicted"].shape[0] == sdata["table"].n_obs
     True

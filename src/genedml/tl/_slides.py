@@ -126,7 +126,7 @@ def predict_slides(
     >>> import numpy as np, tifffile
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny")
-    >>> model = gd.tl.fit(sdata, n_genes=5, encoder="test_resnet", pretrained=False, max_epochs=1, config="cpu")
+    >>> model = gd.tl.fit(sdata, n_top_genes=5, encoder="test_resnet", pretrained=False, max_epochs=1, config="cpu")
     >>> folder = tempfile.mkdtemp()
     >>> he = np.full((480, 480, 3), 242, np.uint8)  # a pale slide with a square of tissue
     >>> he[80:400, 80:400] = sdata.images["S1_hne"].data.compute().transpose(1, 2, 0)[300:620, 300:620]

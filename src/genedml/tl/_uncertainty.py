@@ -82,7 +82,7 @@ def calibrate(
     --------
     >>> import genedml as gd
     >>> sdata = gd.datasets.synthetic(preset="tiny", n_sections=3)
-    >>> kw = dict(n_genes=10, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, batch_size=32)
+    >>> kw = dict(n_top_genes=10, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, batch_size=32)
     >>> members = [gd.tl.fit(sdata, sections=["S1"], val_sections=["S2"], seed=s, **kw) for s in (0, 1)]
     >>> model = gd.tl.calibrate(sdata, gd.models.EnsembleModel(members), sections=["S3"])
     >>> model.calibration_["groups"]

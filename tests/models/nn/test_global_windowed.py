@@ -210,7 +210,7 @@ def test_checkpoint_round_trip_keeps_the_setting(tmp_path):
     sdata = gd.datasets.synthetic(preset="tiny", seed=0)
     config = {"preset": "cpu", "global_attention": "windowed", "global_window": 3, "global_full_max_spots": 50}
     model = GeneDML(config, {"max_epochs": 1, "batch_size": 32}, encoder="test_resnet", pretrained=False, target_px=32)
-    model.setup(sdata, n_genes=10).train(progress=False)
+    model.setup(sdata, n_top_genes=10).train(progress=False)
     assert model.net.global_encoder.uses_windows(2)
     path = model.save(tmp_path / "m.pt")
     loaded = GeneDML.load(path, sdata=sdata)

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     gd.settings.progress_bar = False
     sdata = gd.datasets.synthetic(preset="tiny", seed=0)
     model = gd.tl.fit(
-        sdata, n_genes=12, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, batch_size=16,
+        sdata, n_top_genes=12, encoder="test_resnet", pretrained=False, config="cpu", max_epochs=1, batch_size=16,
         patience=None, accelerator="cpu", devices=2, strategy="ddp", progress=False,
     )
     pred = model.predict(sdata)

@@ -57,7 +57,7 @@ class BLEEPBaseline(NetworkModel, Baseline):
     >>> from genedml.models import BLEEPBaseline
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> model = BLEEPBaseline({"max_epochs": 1, "batch_size": 32}, top_k=5, encoder="test_resnet",
-    ...                       pretrained=False, target_px=32).setup(sdata, n_genes=10).train(progress=False)
+    ...                       pretrained=False, target_px=32).setup(sdata, n_top_genes=10).train(progress=False)
     >>> model.fit_info_["bank_size"], model.predict(sdata).shape  # retrieval bank: every training spot
     (98, (98, 10))
     """

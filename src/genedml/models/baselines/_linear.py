@@ -45,7 +45,7 @@ class MeanBaseline(Baseline):
     >>> from genedml.models import MeanBaseline
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> model = MeanBaseline(encoder="test_resnet", pretrained=False, target_px=32)
-    >>> pred = model.setup(sdata, n_genes=10).train().predict(sdata)
+    >>> pred = model.setup(sdata, n_top_genes=10).train().predict(sdata)
     >>> pred.shape
     (98, 10)
     """
@@ -135,7 +135,7 @@ class RidgeBaseline(Baseline):
     >>> from genedml.models import RidgeBaseline
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> model = RidgeBaseline(alpha="cv", encoder="test_resnet", pretrained=False, target_px=32)
-    >>> pred = model.setup(sdata, n_genes=10).train().predict(sdata)
+    >>> pred = model.setup(sdata, n_top_genes=10).train().predict(sdata)
     >>> model.cv_results_["level"]
     'patient'
     """

@@ -58,7 +58,7 @@ class STNetBaseline(NetworkModel, Baseline):
     >>> sdata = gd.datasets.synthetic(preset="tiny")
     >>> model = STNetBaseline({"max_epochs": 1, "batch_size": 32}, backbone="test_resnet", pretrained=False,
     ...                       target_px=32)
-    >>> pred = model.setup(sdata, n_genes=10).train(progress=False).predict(sdata)
+    >>> pred = model.setup(sdata, n_top_genes=10).train(progress=False).predict(sdata)
     >>> pred.shape
     (98, 10)
     """
