@@ -290,62 +290,17 @@ def test_provenance_survives_writing_the_table(resnet, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("threads", "cores", "num_workers", "want"),
-    [(1, 2, None, "on"), (2, 2, None, "share"), (4, 4, None, "share"), (1, 1, None, "off"), (2, 2, 0, "off"),
-     (2, 2, 1, "on")],
+    ("threads", "cores", "device", "num_workers", "want"),
+    [(1, 2, "cpu", None, True), (2, 2, "cpu", None, False), (1, 1, "cpu", None, False), (2, 2, "cpu", 1, True),
+     (1, 2, "cpu", 0, False), (8, 2, "cuda", None, True)],
 )  # fmt: skip
-def test_background_decode_mode_on_the_cpu(monkeypatch, threads, cores, num_workers, want):
-    """A free core: decode beside the encoder; every core busy: lend one while decoding; one core: no thread."""
+def test_the_next_section_is_decoded_in_the_background_only_beside_a_free_core(
+    monkeypatch, threads, cores, device, num_workers, want
+):
     import torch
 
     from genedml.features import _embed
 
     monkeypatch.setattr(_embed, "_cpu_count", lambda: cores)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    assert _embed._prefetch(num_workers, torch.device("cpu")) == want
-
-
-def test_core_lender_runs_torch_one_thread_short_while_busy_and_restores(monkeypatch):
-    import torch
-
-    from genedml.features._embed_run import CoreLender
-
-    state = {"n": 4}
-    monkeypatch.setattr(torch, "get_num_threads", lambda: state["n"])
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: state.update(n=n))
-    busy = [True]
-    lend = CoreLender(lambda: busy[0])
-    lend()
-    assert state["n"] == 3
-    busy[0] = False
-    lend()
-    assert state["n"] == 4
-    busy[0] = True
-    lend()
-    lend.restore()
-    assert state["n"] == 4
-
-
-def test_shared_core_decoding_gives_the_same_features_and_threads(resnet, monkeypatch, encoded):
-    """The "share" mode (every core taken by torch) changes when threads run, not what is computed."""
-    import torch
-
-    from genedml.features import _embed
-
-    ref = _sdata()
-    gd.tl.embed(ref, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False, num_workers=0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    seen = []
-    orig = _embed.CoreLender.__call__
-    monkeypatch.setattr(_embed.CoreLender, "__call__", lambda self: orig(self) or seen.append(torch.get_num_threads()))
-    try:
-        monkeypatch.setattr(_embed, "_cpu_count", lambda: 2)
-        shared = _sdata()
-        gd.tl.embed(shared, encoder=resnet, scales=("neighbor", "global"), target_px=PX, cache=False)
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-    assert seen and set(seen) <= {1, 2}  # the lender ran before every batch
-    for key in ("genedml_test_resnet_global", "genedml_test_resnet_neighbor", "genedml_test_resnet_neighbor_mask"):
-        np.testing.assert_allclose(_F(shared)[key], _F(ref)[key], rtol=1e-5, atol=1e-6)
+    assert _embed._prefetch(num_workers, torch.device(device)) is want

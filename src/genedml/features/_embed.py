@@ -19,7 +19,7 @@ from .._settings import settings
 from .._utils import resolve_progress
 from .._validators import assert_one_of
 from ._cache import FeatureCache, hash_array, hash_key
-from ._embed_run import CoreLender, RunContext, SectionTask, run_section
+from ._embed_run import RunContext, SectionTask, run_section
 from ._embed_write import embed_params, feature_record, section_record, table_rows, write_reference
 from ._images import SectionImage, open_source
 from ._spec import FeatureSpec, resolve_feature_spec
@@ -69,10 +69,8 @@ def embed(
         Threads that cut windows in the background while the encoder runs (and then the next section is decoded in
         the background too); ``0`` does everything in the calling thread. ``None``: on CUDA one cutting thread and
         background decoding; on the CPU windows are cut in the calling thread (or by ``gd.settings.num_workers``
-        threads when set) and the next section is decoded in the background; when torch's threads take every
-        core, torch runs one thread short while that decode is in flight (a decoding thread on top of busy
-        OpenMP threads slows the encoder down by more than it saves). ``torch.get_num_threads()`` is the same
-        after the call as before.
+        threads when set), and the next section is decoded in the background only when torch leaves a CPU core
+        free (a decoding thread on a busy core slows the encoder down by as much as it saves).
     cache
         Reuse and keep the features in the store under ``gd.settings.cachedir``; ``False`` computes them afresh into a
         temporary store deleted when Python exits.
@@ -234,25 +232,21 @@ def _get_encoder(encoder, *, weights, pretrained, device):
     return create_encoder(encoder, pretrained=pretrained, weights=weights, device=device)
 
 
-def _prefetch(num_workers: int | None, device) -> str:
-    """Decode the next section in a background thread: ``"off"``, ``"on"`` or ``"share"`` (on, lending a core).
+def _prefetch(num_workers: int | None, device) -> bool:
+    """Decode the next section in a background thread? Always on CUDA; on the CPU only when a core is left over.
 
-    Always on on CUDA, and on the CPU when torch leaves a core free. When torch's threads already take every core
-    (and there are at least 2), ``"share"``: the encoder runs one thread short while the next section decodes, and
-    with all its threads otherwise. Measured on 2 cores (benchmarks/bench_store.py): a decoding thread on top of
-    two torch threads oversubscribes the cores (the OpenMP threads wait for each other) and halved the throughput;
-    lending the core hides the decoding instead.
+    On the CPU the decoding thread takes its core from the encoder's threads. Measured on 2 cores
+    (benchmarks/bench_store.py, HER2ST): with one torch thread it hides the decoding (ResNet18: 101 % of the raw
+    encoder throughput against 94 % without it); with two torch threads it oversubscribes the cores, and running
+    torch one thread short while a section decodes was slower still (ResNet18: 75 % against 86 % without).
     """
     if num_workers is not None:
-        return "on" if num_workers > 0 else "off"
+        return num_workers > 0
     if device.type == "cuda":
-        return "on"
+        return True
     import torch
 
-    threads, cores = torch.get_num_threads(), _cpu_count()
-    if threads < cores:
-        return "on"
-    return "share" if cores >= 2 and threads >= 2 else "off"
+    return torch.get_num_threads() < _cpu_count()
 
 
 def _cpu_count() -> int:
@@ -347,42 +341,29 @@ def _run(secs, plan, enc, store, opts, amp_dtype, variants, progress, counts) ->
     ctx = RunContext(enc, store, opts["batch_size"], opts["num_workers"], amp_dtype, bar, _embed_run.CHUNK_WINDOWS)
     entries: dict[str, dict] = {}
     records: dict[str, dict] = {}
-    prefetch = opts["prefetch"] != "off"
-    pending: list = []  # the background decode in flight, if any
-    if opts["prefetch"] == "share":
-        ctx.throttle = CoreLender(lambda: bool(pending) and not pending[0].done())
-    try:
-        with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="genedml-plan") as pool:
-            pending[:] = [pool.submit(plan, secs[0])] if prefetch else []
-            for i, sec in enumerate(secs):
-                t0 = time.perf_counter()
-                task = pending.pop().result() if prefetch else plan(sec)
-                ctx.stats["wait_s"] += time.perf_counter() - t0
-                if prefetch and i + 1 < len(secs):
-                    pending.append(pool.submit(plan, secs[i + 1]))
-                entries[sec] = _section(ctx, task, sec, i, counts, opts, variants, records)
-    finally:
-        if ctx.throttle is not None:
-            ctx.throttle.restore()
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix="genedml-plan") as pool:
+        prefetch = opts["prefetch"]
+        nxt = pool.submit(plan, secs[0]) if prefetch else None
+        for i, sec in enumerate(secs):
+            t0 = time.perf_counter()
+            task = nxt.result() if prefetch else plan(sec)
+            ctx.stats["wait_s"] += time.perf_counter() - t0
+            if prefetch and i + 1 < len(secs):
+                nxt = pool.submit(plan, secs[i + 1])
+            before = ctx.stats["windows"]
+            entries[sec] = run_section(ctx, task, scales=opts["scales"], variants=variants)
+            records[sec] = section_record(task)
+            encoded = ctx.stats["windows"] - before
+            if encoded != counts[i]:  # entries or parts found in the cache: that work is not to be done
+                bar.total -= counts[i] - encoded
+                bar.refresh()
+            task.loaded.clear()
     st = ctx.stats
     logger.info(
         "embed %s: %d windows encoded; encoder %.1f s, waiting for pixels %.1f s.",
         enc.identity, st["windows"], st["encode_s"], st["wait_s"],
     )  # fmt: skip
     return entries, records
-
-
-def _section(ctx, task, sec, i, counts, opts, variants, records) -> dict:
-    """Encode one planned section; shrink the progress bar by the windows the cache already had."""
-    before = ctx.stats["windows"]
-    entry = run_section(ctx, task, scales=opts["scales"], variants=variants)
-    records[sec] = section_record(task)
-    encoded = ctx.stats["windows"] - before
-    if encoded != counts[i]:  # entries or parts found in the cache: that work is not to be done
-        ctx.bar.total -= counts[i] - encoded
-        ctx.bar.refresh()
-    task.loaded.clear()
-    return entry
 
 
 # ----------------------------------------------------------------------------------------------- loading

@@ -19,7 +19,7 @@ from ._embed_loader import iter_batches, plan_batches
 from ._images import open_source
 from ._windows import GRID, SectionGeometry
 
-__all__ = ["CoreLender", "RunContext", "SectionTask", "run_section"]
+__all__ = ["RunContext", "SectionTask", "run_section"]
 
 CHUNK_WINDOWS = 2048
 """Windows per resumable part."""
@@ -37,7 +37,6 @@ class RunContext:
     bar: Any
     chunk: int = CHUNK_WINDOWS
     stats: dict[str, float] = field(default_factory=lambda: {"windows": 0, "encode_s": 0.0, "wait_s": 0.0})
-    throttle: Any = None  # called before each batch: sets torch's threads while a background decode runs
 
 
 @dataclass
@@ -54,28 +53,6 @@ class SectionTask:
     store_dtype: Any = np.float32  # of the pooled features and neighbour tiles
 
 
-class CoreLender:
-    """Before each encoder batch: torch one thread short while ``busy()`` (a section decoding), else all threads."""
-
-    def __init__(self, busy) -> None:
-        import torch
-
-        self.busy, self.full = busy, torch.get_num_threads()
-
-    def __call__(self) -> None:
-        import torch
-
-        want = max(1, self.full - 1) if self.busy() else self.full
-        if torch.get_num_threads() != want:
-            torch.set_num_threads(want)
-
-    def restore(self) -> None:
-        import torch
-
-        if torch.get_num_threads() != self.full:
-            torch.set_num_threads(self.full)
-
-
 def _encode_batch(ctx: RunContext, arr: np.ndarray, release, *, variant: int, input_px: int):
     """Forward one batch of ``uint8`` windows; returns ``(tokens float16, pooled float32)`` as NumPy arrays."""
     import torch
@@ -83,8 +60,6 @@ def _encode_batch(ctx: RunContext, arr: np.ndarray, release, *, variant: int, in
     from ..encoders import dihedral
 
     enc = ctx.encoder
-    if ctx.throttle is not None:
-        ctx.throttle()
     x = torch.from_numpy(arr)
     x = enc.prepare(dihedral(x, variant) if variant else x, size=input_px)
     release()
