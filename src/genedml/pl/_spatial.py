@@ -107,22 +107,27 @@ def spatial(
             f"`residual=True` needs measured values: no `observed` layer given and no {u.observed_key(layer)!r} "
             "(run `gd.tl.evaluate` first)."
         )
-    assert_positive_int(max_px, name="max_px")
     path = f.check_save(save, overwrite)
-    sections = sections_with_predictions(table, genes, layer, u.section_labels(table), sections)
-    secs = {s: u.load_section(sdata, table, s, max_px) for s in sections}
     ncols = 2 + (obs_layer is not None) + bool(residual)
-    nrows = len(genes) * len(secs)
-    figsize = u.map_figsize(list(secs.values()), nrows, ncols)
-    fig, axes = f.axes_grid(ax, (nrows, ncols), (figsize[0] + 0.6, figsize[1]), what="genes × sections rows")
-    for i, (gene, s) in enumerate((g, s) for g in genes for s in sections):
+    rows, fig, axes = map_grid(sdata, table, genes, layer, sections, max_px=max_px, ax=ax, ncols=ncols, extra_w=0.6)
+    for i, (gene, sec) in enumerate(rows):
         res_cmap = residual_cmap if residual else None
-        _draw_row(fig, axes[i], table, gene, secs[s], layer, obs_layer, cmap, scale, res_cmap)
-        if scalebar:
-            u.add_scalebar(axes[i][0], secs[s])
+        u.he_panel(axes[i][0], sec, scalebar=scalebar)
+        _draw_row(fig, axes[i], table, gene, sec, layer, obs_layer, cmap, scale, res_cmap)
     if scale == "panel":
         _unit_colorbar(fig, axes[:, 1 : 2 + (obs_layer is not None)], cmap)
     return f.finish(fig, show=show, save=path)
+
+
+def map_grid(sdata, table, genes: list[str], layer: str, sections, *, max_px, ax, ncols: int, extra_w: float = 0.0):
+    """Rows of ``(gene, Section)`` (gene-major), the Figure and its ``rows × ncols`` Axes of a per-section map plot."""
+    assert_positive_int(max_px, name="max_px")
+    sections = sections_with_predictions(table, genes, layer, u.section_labels(table), sections)
+    secs = {s: u.load_section(sdata, table, s, max_px) for s in sections}
+    rows = [(g, secs[s]) for g in genes for s in sections]
+    figsize = u.map_figsize(list(secs.values()), len(rows), ncols)
+    fig, axes = f.axes_grid(ax, (len(rows), ncols), (figsize[0] + extra_w, figsize[1]), what="genes × sections rows")
+    return rows, fig, axes
 
 
 def sections_with_predictions(table, genes: list[str], layer: str, labels: np.ndarray, sections) -> list[str]:
@@ -152,9 +157,6 @@ def _draw_row(fig, axes, table, gene: str, sec: u.Section, layer, obs_layer, cma
     pred = u.column(table, layer, gene)[sec.rows]
     meas = u.column(table, obs_layer, gene)[sec.rows] if obs_layer is not None else None
     measured = meas is not None and bool(np.isfinite(meas).any())
-    u.show_he(axes[0], sec.thumb, sec.extent, sec.box)
-    axes[0].set_title("H&E", fontsize=10)
-    axes[0].set_ylabel(sec.name, fontsize=11)
     maps = [(axes[1], meas)] if meas is not None else []
     maps.append((axes[1 + (meas is not None)], pred))
     shared = u.finite_range(*[v for _, v in maps])

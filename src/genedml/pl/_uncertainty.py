@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .._keys import Keys
-from .._validators import assert_positive_int
 from . import _figure as f
 from . import _utils as u
-from ._spatial import sections_with_predictions
+from ._spatial import map_grid
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -87,21 +86,11 @@ def uncertainty(
     u.check_layer(table, layer, hint=" Run `gd.tl.predict` first.")
     panels = _uncertainty_panels(table, layer)
     genes = u.check_genes(table, genes)
-    assert_positive_int(max_px, name="max_px")
     path = f.check_save(save, overwrite)
-    sections = sections_with_predictions(table, genes, layer, u.section_labels(table), sections)
-    secs = {s: u.load_section(sdata, table, s, max_px) for s in sections}
-    ncols, nrows = 2 + len(panels), len(genes) * len(secs)
-    figsize = u.map_figsize(list(secs.values()), nrows, ncols)
-    fig, axes = f.axes_grid(ax, (nrows, ncols), figsize, what="genes × sections rows")
+    rows, fig, axes = map_grid(sdata, table, genes, layer, sections, max_px=max_px, ax=ax, ncols=2 + len(panels))
     level = (table.uns.get(Keys.uns, {}).get(layer) or {}).get("uncertainty", {}).get("level")
-    for i, (gene, s) in enumerate((g, s) for g in genes for s in sections):
-        sec, row = secs[s], axes[i]
-        u.show_he(row[0], sec.thumb, sec.extent, sec.box)
-        row[0].set_title("H&E", fontsize=10)
-        row[0].set_ylabel(s, fontsize=11)
-        if scalebar:
-            u.add_scalebar(row[0], sec)
+    for (gene, sec), row in zip(rows, axes, strict=True):
+        u.he_panel(row[0], sec, scalebar=scalebar)
         _absolute_map(fig, row[1], sec, u.column(table, layer, gene)[sec.rows], cmap)
         row[1].set_title(f"{gene} predicted", fontsize=10)
         for a, (title, values) in zip(row[2:], panels, strict=True):

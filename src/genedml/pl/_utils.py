@@ -264,6 +264,15 @@ def finite_range(*values: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5) if lo == 0 else (lo - 1e-6 * abs(lo), hi + 1e-6 * abs(hi))
 
 
+def he_panel(ax: Axes, sec: Section, *, scalebar: bool) -> None:
+    """The first panel of a map row: the section's H&E, titled, with the section's name and an optional scale bar."""
+    show_he(ax, sec.thumb, sec.extent, sec.box)
+    ax.set_title("H&E", fontsize=10)
+    ax.set_ylabel(sec.name, fontsize=11)
+    if scalebar:
+        add_scalebar(ax, sec)
+
+
 def draw_map(ax: Axes, sec: Section, values: np.ndarray, cmap, clim: tuple[float, float], *, fade: float = FADE):
     """The section's faded H&E with its spots coloured by ``values`` on ``clim``; returns the collection.
 
