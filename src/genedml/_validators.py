@@ -14,6 +14,7 @@ __all__ = [
     "assert_keys_in",
     "assert_one_of",
     "assert_positive_int",
+    "did_you_mean",
     "refuse_renamed",
     "rename_legacy_keys",
     "renamed_hint",
@@ -85,17 +86,20 @@ def renamed_hint(name: str, known: Collection[str]) -> str | None:
     return f" (did you mean {new!r}? `{name}` was renamed to `{new}`, the name scanpy and `select_genes` use)"
 
 
-def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> UnknownKeywordError:
-    """An error naming unknown keyword arguments, with a "did you mean" for each renamed keyword or close match."""
+def did_you_mean(name: str, known: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for a renamed keyword's new name or the closest of ``known``, or an empty string."""
     import difflib
 
-    hints = []
-    for k in unknown:
-        hint = renamed_hint(k, known)
-        if hint is None:
-            close = difflib.get_close_matches(k, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-        hints.append(f"{k!r}{hint}")
+    renamed = renamed_hint(name, known)
+    if renamed is not None:
+        return renamed
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_keys_error(unknown: list[str], known: list[str], *, where: str) -> UnknownKeywordError:
+    """An error naming unknown keyword arguments, with a "did you mean" for each renamed keyword or close match."""
+    hints = [f"{k!r}{did_you_mean(k, known)}" for k in unknown]
     return UnknownKeywordError(f"{where}: unknown keyword argument(s) {', '.join(hints)}; known: {sorted(set(known))}.")
 
 

@@ -6,12 +6,11 @@ value of the wrong type names its key and the expected type, and malformed YAML 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from pathlib import Path
 from typing import Any
 
-from .._validators import renamed_hint
+from .._validators import did_you_mean as _did_you_mean
 
 __all__ = ["DATA_SOURCES", "SECTIONS", "ConfigError", "load_config", "load_data", "schema"]
 
@@ -34,11 +33,7 @@ class ConfigError(ValueError):
 
 def did_you_mean(name: str, choices) -> str:
     """`` (did you mean 'x'?)`` for a renamed key's new name or the closest of ``choices``, or an empty string."""
-    renamed = renamed_hint(str(name), [str(c) for c in choices])
-    if renamed is not None:
-        return renamed
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return _did_you_mean(str(name), [str(c) for c in choices])
 
 
 def _api():

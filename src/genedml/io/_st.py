@@ -471,8 +471,10 @@ def _decode_jpeg(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     except ImportError:  # pragma: no cover - a dependency of tiffslide
         return None
     with open(path, "rb") as fh:
-        data = fh.read()
-    if not (data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"):
+        if fh.read(3) != b"\xff\xd8\xff":  # not a JPEG: Pillow reads it
+            return None
+        data = b"\xff\xd8\xff" + fh.read()
+    if data[-2:] != b"\xff\xd9":
         return None
     h, w = shape
     out = np.empty((h, w, 3), dtype=np.uint8)
